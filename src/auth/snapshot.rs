@@ -1,0 +1,294 @@
+//! An immutable view of the grants in MySQL, and the check of an AUTH string
+//! against it (protocol.md §2, §3).
+//!
+//! A snapshot is built once per refresh and shared by every shard through an
+//! `ArcSwap`, so checking credentials never takes a lock.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use subtle::ConstantTimeEq;
+
+use super::dsn::{Dsn, Role};
+
+/// `auth.operation` bits.
+pub const OP_SUBSCRIBE: i64 = 1;
+pub const OP_PUBLISH: i64 = 2;
+
+/// One row of the `app` table, as loaded.
+#[derive(Clone, Debug)]
+pub struct AppRow {
+    pub id: i64,
+    pub key: String,
+    pub secret: String,
+    pub cluster: String,
+    pub deleted_at: Option<i64>,
+}
+
+/// One row of the `auth` table, as loaded.
+#[derive(Clone, Debug)]
+pub struct AuthRow {
+    pub id: i64,
+    pub app_id: i64,
+    pub group: Option<String>,
+    pub operation: Option<i64>,
+    pub topic: String,
+    pub deleted_at: Option<i64>,
+}
+
+struct App {
+    secret: String,
+    cluster: String,
+}
+
+/// What a successful AUTH grants a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub cluster: String,
+    pub operation: i64,
+}
+
+/// Why an AUTH failed. Clients see one text for the credential cases; the variant
+/// goes to the log (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("unknown app key")]
+    UnknownKey,
+    #[error("group is not granted to this app")]
+    UnknownGroup,
+    #[error("topic is not granted to this group")]
+    WrongTopic,
+    #[error("wrong secret")]
+    WrongSecret,
+    #[error("the group's operation lacks the bit for this role")]
+    NoPermission,
+}
+
+#[derive(Default)]
+pub struct AuthSnapshot {
+    apps: HashMap<String, App>,
+    /// (app key, group) → topic → operation bits.
+    grants: HashMap<(String, String), HashMap<String, i64>>,
+    /// When the rows were read from MySQL.
+    pub loaded_at: Option<SystemTime>,
+}
+
+/// A snapshot plus what was skipped while building it, for the refresh log.
+pub struct Built {
+    pub snapshot: AuthSnapshot,
+    pub skipped: Vec<String>,
+}
+
+fn is_deleted(deleted_at: Option<i64>) -> bool {
+    deleted_at.is_some_and(|t| t != 0)
+}
+
+impl AuthSnapshot {
+    /// Builds a snapshot from raw rows. Soft-deleted and broken rows are skipped and
+    /// reported, never failing the whole build: one bad row must not lock every
+    /// app out.
+    pub fn build(apps: Vec<AppRow>, auths: Vec<AuthRow>, loaded_at: SystemTime) -> Built {
+        let mut skipped = Vec::new();
+        let mut by_id: HashMap<i64, String> = HashMap::new();
+        let mut snapshot = AuthSnapshot {
+            loaded_at: Some(loaded_at),
+            ..AuthSnapshot::default()
+        };
+        let mut apps = apps;
+        apps.sort_by_key(|a| a.id);
+        for app in apps {
+            if is_deleted(app.deleted_at) {
+                continue;
+            }
+            if snapshot.apps.contains_key(&app.key) {
+                skipped.push(format!(
+                    "app id {}: app_key {:?} already used by a lower id",
+                    app.id, app.key
+                ));
+                continue;
+            }
+            by_id.insert(app.id, app.key.clone());
+            snapshot.apps.insert(
+                app.key,
+                App {
+                    secret: app.secret,
+                    cluster: app.cluster,
+                },
+            );
+        }
+        for auth in auths {
+            if is_deleted(auth.deleted_at) {
+                continue;
+            }
+            let Some(group) = auth.group.filter(|g| !g.is_empty()) else {
+                skipped.push(format!("auth id {}: no group_name", auth.id));
+                continue;
+            };
+            let Some(key) = by_id.get(&auth.app_id) else {
+                skipped.push(format!(
+                    "auth id {}: app id {} does not exist or is deleted",
+                    auth.id, auth.app_id
+                ));
+                continue;
+            };
+            snapshot
+                .grants
+                .entry((key.clone(), group))
+                .or_default()
+                .insert(auth.topic, auth.operation.unwrap_or(0));
+        }
+        Built { snapshot, skipped }
+    }
+
+    /// Checks an AUTH string's credentials and role against the grants.
+    pub fn authenticate(&self, dsn: &Dsn) -> Result<Grant, Denied> {
+        let app = self.apps.get(&dsn.key).ok_or(Denied::UnknownKey)?;
+        // The secret is compared before anything about the group is revealed by
+        // timing, and in constant time.
+        let secret_ok: bool = app.secret.as_bytes().ct_eq(dsn.secret.as_bytes()).into();
+        let topics = self.grants.get(&(dsn.key.clone(), dsn.group.clone()));
+        if !secret_ok {
+            return Err(Denied::WrongSecret);
+        }
+        let topics = topics.ok_or(Denied::UnknownGroup)?;
+        let operation = *topics.get(&dsn.topic).ok_or(Denied::WrongTopic)?;
+        let bit = match dsn.role {
+            Role::Pub => OP_PUBLISH,
+            Role::Sub => OP_SUBSCRIBE,
+        };
+        if operation & bit == 0 {
+            return Err(Denied::NoPermission);
+        }
+        Ok(Grant {
+            cluster: app.cluster.clone(),
+            operation,
+        })
+    }
+
+    pub fn app_count(&self) -> usize {
+        self.apps.len()
+    }
+
+    pub fn grant_count(&self) -> usize {
+        self.grants.values().map(HashMap::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(id: i64, key: &str, secret: &str, deleted_at: Option<i64>) -> AppRow {
+        AppRow {
+            id,
+            key: key.into(),
+            secret: secret.into(),
+            cluster: "cluster1".into(),
+            deleted_at,
+        }
+    }
+
+    fn auth(id: i64, app_id: i64, group: Option<&str>, op: i64, topic: &str) -> AuthRow {
+        AuthRow {
+            id,
+            app_id,
+            group: group.map(Into::into),
+            operation: Some(op),
+            topic: topic.into(),
+            deleted_at: None,
+        }
+    }
+
+    fn dsn(s: &str) -> Dsn {
+        Dsn::parse(s.as_bytes()).unwrap()
+    }
+
+    fn seed() -> AuthSnapshot {
+        AuthSnapshot::build(
+            vec![
+                app(1, "app_key1", "app_secret1", None),
+                app(2, "gone", "s", Some(5)),
+            ],
+            vec![
+                auth(1, 1, Some("group_name1"), 3, "test156"),
+                auth(2, 1, Some("subonly"), 1, "t"),
+                auth(3, 1, None, 3, "t"),
+                auth(4, 2, Some("g"), 3, "t"),
+                auth(5, 9, Some("g"), 3, "t"),
+            ],
+            SystemTime::UNIX_EPOCH,
+        )
+        .snapshot
+    }
+
+    #[test]
+    fn every_outcome() {
+        let s = seed();
+        let ok = s.authenticate(&dsn(
+            "app_key1:app_secret1@group_name1/topic=test156&role=pub",
+        ));
+        assert_eq!(
+            ok,
+            Ok(Grant {
+                cluster: "cluster1".into(),
+                operation: 3
+            })
+        );
+        let cases = [
+            (
+                "nokey:app_secret1@group_name1/topic=test156&role=pub",
+                Denied::UnknownKey,
+            ),
+            (
+                "app_key1:wrong@group_name1/topic=test156&role=pub",
+                Denied::WrongSecret,
+            ),
+            (
+                "app_key1:app_secret1@nogroup/topic=test156&role=pub",
+                Denied::UnknownGroup,
+            ),
+            (
+                "app_key1:app_secret1@group_name1/topic=other&role=pub",
+                Denied::WrongTopic,
+            ),
+            (
+                "app_key1:app_secret1@subonly/topic=t&role=pub",
+                Denied::NoPermission,
+            ),
+            ("gone:s@g/topic=t&role=pub", Denied::UnknownKey),
+        ];
+        for (text, want) in cases {
+            assert_eq!(s.authenticate(&dsn(text)), Err(want), "{text}");
+        }
+        assert!(s
+            .authenticate(&dsn("app_key1:app_secret1@subonly/topic=t&role=sub"))
+            .is_ok());
+    }
+
+    #[test]
+    fn broken_rows_are_skipped_and_reported() {
+        let built = AuthSnapshot::build(
+            vec![app(1, "a", "s", None), app(2, "a", "other", None)],
+            vec![auth(3, 1, None, 3, "t"), auth(5, 9, Some("g"), 3, "t")],
+            SystemTime::UNIX_EPOCH,
+        );
+        assert_eq!(built.skipped.len(), 3, "{:?}", built.skipped);
+        assert_eq!(built.snapshot.app_count(), 1);
+        assert_eq!(built.snapshot.grant_count(), 0);
+        // The lower id keeps the key.
+        assert!(built
+            .snapshot
+            .authenticate(&dsn("a:s@g/topic=t&role=pub"))
+            .is_err_and(|d| d == Denied::UnknownGroup));
+    }
+
+    #[test]
+    fn zero_deleted_at_means_live() {
+        let built = AuthSnapshot::build(
+            vec![app(1, "a", "s", Some(0))],
+            vec![],
+            SystemTime::UNIX_EPOCH,
+        );
+        assert_eq!(built.snapshot.app_count(), 1);
+    }
+}

@@ -1,0 +1,359 @@
+//! The configuration file: TOML → typed settings with defaults and validation.
+//!
+//! The keys are a public contract (`shared/spec/config.md`): deployment tooling and
+//! tests use them, so they are never renamed. Unknown keys are rejected at start with
+//! their name, because a misspelt key silently falling back to its default is the
+//! worst kind of misconfiguration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    /// Kafka clusters by name; `app.cluster` in MySQL names one of them.
+    #[serde(default)]
+    pub clusters: BTreeMap<String, ClusterConfig>,
+    #[serde(default)]
+    pub consumer: ConsumerConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// RESP listener shared by all shards (SO_REUSEPORT). Port 0 picks a free port
+    /// once, and every shard then binds that same port.
+    pub addr: SocketAddr,
+    /// Executors; 0 = one per available CPU.
+    pub shards: usize,
+    pub max_connections: usize,
+    #[serde(deserialize_with = "duration")]
+    pub auth_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub pub_idle_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub sub_idle_timeout: Duration,
+    pub max_value_bytes: usize,
+    #[serde(deserialize_with = "duration")]
+    pub produce_timeout: Duration,
+    /// Most arguments in one command (protocol.md §6).
+    pub max_args: usize,
+    /// Largest single argument in bytes (protocol.md §6).
+    pub max_bulk_len: usize,
+    /// Replies a connection may have outstanding (pipelined commands not yet
+    /// answered). Past it the gateway stops reading from that client, so a client
+    /// that never reads its replies cannot make the gateway buffer without bound.
+    pub max_pipeline: usize,
+    /// Longest a shutdown waits for in-flight produces before it exits anyway.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            addr: SocketAddr::from(([0, 0, 0, 0], 6205)),
+            shards: 0,
+            max_connections: 10_000,
+            auth_timeout: Duration::from_secs(5),
+            pub_idle_timeout: Duration::from_secs(20 * 60),
+            sub_idle_timeout: Duration::from_secs(40),
+            max_value_bytes: 1_000_000,
+            produce_timeout: Duration::from_secs(10),
+            max_args: 1024,
+            max_bulk_len: 1024 * 1024 + 4096,
+            max_pipeline: 4096,
+            shutdown_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub mysql_url: String,
+    #[serde(default = "default_refresh_interval", deserialize_with = "duration")]
+    pub refresh_interval: Duration,
+}
+
+fn default_refresh_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Bootstrap servers, comma-separated.
+    pub brokers: String,
+    /// librdkafka partitioner. `fnv1a_random` places keys as the original service's
+    /// sarama hash partitioner did, so keys keep their partitions on switch-over.
+    #[serde(default = "default_partitioner")]
+    pub partitioner: String,
+    /// Any librdkafka property, passed through (SASL/SSL settings live here).
+    #[serde(default, deserialize_with = "kafka_properties")]
+    pub kafka: BTreeMap<String, String>,
+}
+
+fn default_partitioner() -> String {
+    "fnv1a_random".to_owned()
+}
+
+/// librdkafka's built-in partitioners (CONFIGURATION.md, `partitioner`).
+const PARTITIONERS: &[&str] = &[
+    "random",
+    "consistent",
+    "consistent_random",
+    "murmur2",
+    "murmur2_random",
+    "fnv1a",
+    "fnv1a_random",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerConfig {
+    /// Most messages per MGET.
+    pub batch: usize,
+    /// After the first message, wait at most this for more.
+    #[serde(deserialize_with = "duration")]
+    pub batch_window: Duration,
+    /// An MGET with nothing to return answers `*0` after this.
+    #[serde(deserialize_with = "duration")]
+    pub poll_timeout: Duration,
+    /// Kafka group session timeout.
+    #[serde(deserialize_with = "duration")]
+    pub session_timeout: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            batch: 100,
+            batch_window: Duration::from_millis(100),
+            poll_timeout: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// HTTP endpoint for /metrics and /healthz; empty disables it.
+    pub addr: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            addr: "127.0.0.1:6206".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates the file; errors name the file and the key.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let s = &self.server;
+        at_least_one("server.max_connections", s.max_connections)?;
+        at_least_one("server.max_value_bytes", s.max_value_bytes)?;
+        at_least_one("server.max_args", s.max_args)?;
+        at_least_one("server.max_pipeline", s.max_pipeline)?;
+        if s.max_bulk_len < s.max_value_bytes {
+            bail!(
+                "invalid value for server.max_bulk_len: {} is smaller than server.max_value_bytes ({})",
+                s.max_bulk_len,
+                s.max_value_bytes
+            );
+        }
+        for (key, d) in [
+            ("server.auth_timeout", s.auth_timeout),
+            ("server.pub_idle_timeout", s.pub_idle_timeout),
+            ("server.sub_idle_timeout", s.sub_idle_timeout),
+            ("server.produce_timeout", s.produce_timeout),
+            ("auth.refresh_interval", self.auth.refresh_interval),
+            ("consumer.poll_timeout", self.consumer.poll_timeout),
+            ("consumer.session_timeout", self.consumer.session_timeout),
+        ] {
+            if d.is_zero() {
+                bail!("invalid value for {key}: must be greater than zero");
+            }
+        }
+        at_least_one("consumer.batch", self.consumer.batch)?;
+        if self.auth.mysql_url.trim().is_empty() {
+            bail!("invalid value for auth.mysql_url: must not be empty");
+        }
+        if self.clusters.is_empty() {
+            bail!("no [clusters.<name>] section: at least one Kafka cluster must be configured");
+        }
+        for (name, cluster) in &self.clusters {
+            if cluster.brokers.trim().is_empty() {
+                bail!("invalid value for clusters.{name}.brokers: must not be empty");
+            }
+            if !PARTITIONERS.contains(&cluster.partitioner.as_str()) {
+                bail!(
+                    "invalid value for clusters.{name}.partitioner: {:?} is not one of {}",
+                    cluster.partitioner,
+                    PARTITIONERS.join(", ")
+                );
+            }
+        }
+        if !self.metrics.addr.is_empty() && self.metrics.addr.parse::<SocketAddr>().is_err() {
+            bail!(
+                "invalid value for metrics.addr: {:?} is not an address like 127.0.0.1:6206",
+                self.metrics.addr
+            );
+        }
+        Ok(())
+    }
+
+    /// The number of shards to run: `server.shards`, or one per CPU when 0.
+    pub fn shard_count(&self) -> usize {
+        match self.server.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+fn at_least_one(key: &str, value: usize) -> Result<()> {
+    if value == 0 {
+        bail!("invalid value for {key}: must be at least 1");
+    }
+    Ok(())
+}
+
+/// Durations are strings with a unit: "100ms", "5s", "20m".
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration {text:?} ({e}); use a number with a unit such as \"100ms\", \"5s\" or \"20m\""
+        ))
+    })
+}
+
+/// librdkafka properties are strings, but TOML users write `"linger.ms" = 5` or
+/// `"enable.idempotence" = true`; both are accepted and passed on as text.
+fn kafka_properties<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, toml::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                        "librdkafka property {key:?} must be a string, number or boolean, not {}",
+                        other.type_str()
+                    )))
+                }
+            };
+            Ok((key, text))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [auth]
+        mysql_url = "mysql://root@127.0.0.1:3306/databus_db"
+        [clusters.cluster1]
+        brokers = "127.0.0.1:9092"
+    "#;
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert_eq!(c.server.addr, "0.0.0.0:6205".parse().unwrap());
+        assert_eq!(c.server.shards, 0);
+        assert_eq!(c.server.max_connections, 10_000);
+        assert_eq!(c.server.auth_timeout, Duration::from_secs(5));
+        assert_eq!(c.server.pub_idle_timeout, Duration::from_secs(1200));
+        assert_eq!(c.server.sub_idle_timeout, Duration::from_secs(40));
+        assert_eq!(c.server.max_value_bytes, 1_000_000);
+        assert_eq!(c.server.produce_timeout, Duration::from_secs(10));
+        assert_eq!(c.auth.refresh_interval, Duration::from_secs(60));
+        assert_eq!(c.clusters["cluster1"].partitioner, "fnv1a_random");
+        assert_eq!(c.consumer.batch, 100);
+        assert_eq!(c.consumer.batch_window, Duration::from_millis(100));
+        assert_eq!(c.consumer.poll_timeout, Duration::from_secs(30));
+        assert_eq!(c.consumer.session_timeout, Duration::from_secs(10));
+        assert_eq!(c.metrics.addr, "127.0.0.1:6206");
+    }
+
+    #[test]
+    fn shipped_example_config_parses() {
+        let text = include_str!("../config/databus.toml");
+        let c = Config::parse(text).unwrap();
+        assert!(c.clusters.contains_key("cluster1"));
+    }
+
+    fn error_of(text: &str) -> String {
+        format!("{:#}", Config::parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let e = error_of(&format!("{MINIMAL}\n[server]\nmax_conections = 5\n"));
+        assert!(e.contains("max_conections"), "{e}");
+        let e = error_of(&format!("{MINIMAL}\n[bogus]\nx = 1\n"));
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_the_key() {
+        let e = error_of(&format!(
+            "{MINIMAL}\n[server]\nauth_timeout = \"5 parsecs\"\n"
+        ));
+        assert!(e.contains("auth_timeout"), "{e}");
+        let e = error_of(&format!("{MINIMAL}\n[server]\nmax_connections = 0\n"));
+        assert!(e.contains("server.max_connections"), "{e}");
+        let e = error_of(&format!("{MINIMAL}\n[server]\naddr = \"nowhere\"\n"));
+        assert!(e.contains("addr"), "{e}");
+        let e = error_of(&MINIMAL.replace(
+            "[clusters.cluster1]",
+            "[clusters.cluster1]\npartitioner = \"fnv\"",
+        ));
+        assert!(e.contains("clusters.cluster1.partitioner"), "{e}");
+    }
+
+    #[test]
+    fn kafka_properties_accept_scalars() {
+        let c = Config::parse(&format!(
+            "{MINIMAL}\n[clusters.cluster1.kafka]\n\"linger.ms\" = 5\n\"enable.idempotence\" = true\n\"security.protocol\" = \"sasl_ssl\"\n"
+        ))
+        .unwrap();
+        let k = &c.clusters["cluster1"].kafka;
+        assert_eq!(k["linger.ms"], "5");
+        assert_eq!(k["enable.idempotence"], "true");
+        assert_eq!(k["security.protocol"], "sasl_ssl");
+    }
+}

@@ -1,0 +1,80 @@
+//! Every reply text a client can see, in one place (protocol.md §1, §2, §4, §6).
+//!
+//! Texts are the whole RESP error line without the leading `-`, so the error code
+//! (`ERR`, `NOAUTH`, `WRONGPASS`, ...) is part of the constant. Functions build the
+//! few texts that carry a name; nothing here may ever include a secret.
+
+pub const NOAUTH: &str = "NOAUTH Authentication required.";
+pub const AUTH_TIMEOUT: &str = "ERR auth timeout";
+pub const ALREADY_AUTHENTICATED: &str = "ERR already authenticated";
+pub const INVALID_AUTH_STRING: &str =
+    "ERR invalid auth string: expected key:secret@group/topic=T&role=pub|sub";
+pub const WRONGPASS: &str = "WRONGPASS invalid key, secret, group or topic";
+pub const BAD_ROLE: &str = "ERR role must be pub or sub";
+pub const CREDENTIALS_REVOKED: &str = "ERR credentials revoked";
+pub const CLUSTER_CHANGED: &str = "ERR cluster changed, reconnect";
+pub const MAX_CLIENTS: &str = "ERR max number of clients reached";
+pub const VALUE_TOO_LARGE: &str = "ERR value exceeds max_value_bytes";
+pub const NOPROTO: &str = "NOPROTO unsupported protocol version";
+pub const SELECT_NONZERO: &str = "ERR DB index is out of range";
+pub const SYNTAX: &str = "ERR syntax error";
+pub const INVALID_METADATA: &str =
+    "ERR invalid metadata: expected a JSON object of strings or a protobuf Header";
+pub const SHUTTING_DOWN: &str = "ERR server is shutting down";
+pub const COMMIT_PARAMS: &str = "ERR commit offset params error";
+
+pub fn may_not_publish(group: &str) -> String {
+    format!("NOPERM group {group} may not publish")
+}
+
+pub fn may_not_subscribe(group: &str) -> String {
+    format!("NOPERM group {group} may not subscribe")
+}
+
+pub fn cluster_not_configured(cluster: &str) -> String {
+    format!("ERR cluster {cluster} is not configured")
+}
+
+pub fn unknown_command(name: &[u8]) -> String {
+    format!("ERR unknown command '{}'", printable(name))
+}
+
+pub fn not_allowed(name: &[u8], role: &str) -> String {
+    format!(
+        "ERR '{}' is not allowed for a {role} connection",
+        printable(name).to_ascii_lowercase()
+    )
+}
+
+pub fn wrong_arity(name: &[u8]) -> String {
+    format!(
+        "ERR wrong number of arguments for '{}' command",
+        printable(name).to_ascii_lowercase()
+    )
+}
+
+pub fn protocol(what: &dyn std::fmt::Display) -> String {
+    format!("ERR Protocol error: {what}")
+}
+
+pub fn kafka(reason: &dyn std::fmt::Display) -> String {
+    format!("ERR kafka: {reason}")
+}
+
+pub fn unknown_subcommand(command: &str, sub: &[u8]) -> String {
+    format!(
+        "ERR unknown subcommand '{}'. Try {} HELP.",
+        printable(sub),
+        command.to_ascii_uppercase()
+    )
+}
+
+/// A client-supplied name echoed in an error: lossy UTF-8, at most 128 characters,
+/// so that a hostile name cannot make the reply huge or break the line.
+fn printable(name: &[u8]) -> String {
+    String::from_utf8_lossy(name)
+        .chars()
+        .take(128)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}

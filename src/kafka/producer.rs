@@ -1,0 +1,154 @@
+//! Kafka producers: one per configured cluster, shared by every shard, and the
+//! produce call a publisher's SET becomes (protocol.md §4).
+//!
+//! A produce is enqueued synchronously (`send_result`), so a connection's pipelined
+//! SETs are all in flight at once; the returned future completes when the broker
+//! acknowledged the record under `acks`, on librdkafka's delivery thread.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+
+use crate::config::{ClusterConfig, Config};
+
+/// Room for the key, headers and framing on top of the largest value.
+const RECORD_OVERHEAD: usize = 64 * 1024;
+
+/// The producers, by cluster name.
+pub struct Producers {
+    by_cluster: HashMap<String, FutureProducer>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("{0}")]
+    Kafka(KafkaError),
+    #[error("not acknowledged within {0:?}")]
+    TimedOut(Duration),
+    #[error("producer is gone")]
+    Canceled,
+}
+
+/// What a SET or HSET asks to produce. Borrowed: librdkafka copies key, value and
+/// headers into its own batch, the only copy on the produce path.
+pub struct Record<'a> {
+    pub topic: &'a str,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    pub color: &'a str,
+    pub metadata: Option<&'a [u8]>,
+}
+
+impl Producers {
+    pub fn create(config: &Config) -> Result<Producers> {
+        let mut by_cluster = HashMap::new();
+        for (name, cluster) in &config.clusters {
+            let producer = producer_config(cluster, config)
+                .create()
+                .with_context(|| format!("cannot create the Kafka producer for cluster {name}"))?;
+            by_cluster.insert(name.clone(), producer);
+        }
+        Ok(Producers { by_cluster })
+    }
+
+    pub fn get(&self, cluster: &str) -> Option<&FutureProducer> {
+        self.by_cluster.get(cluster)
+    }
+
+    /// Waits up to `timeout` for everything queued to be delivered.
+    pub fn flush_all(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for (name, producer) in &self.by_cluster {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Err(e) = producer.flush(left) {
+                tracing::warn!(cluster = %name, error = %e, "flush at shutdown incomplete");
+            }
+        }
+    }
+
+    pub fn in_flight(&self) -> i32 {
+        self.by_cluster.values().map(|p| p.in_flight_count()).sum()
+    }
+}
+
+fn producer_config(cluster: &ClusterConfig, config: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cluster.brokers)
+        .set("partitioner", &cluster.partitioner)
+        .set("client.id", "databus")
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        // librdkafka fails a record it could not deliver in this time, which is
+        // what turns an unreachable broker into `-ERR kafka: ...` for the client.
+        .set(
+            "message.timeout.ms",
+            config.server.produce_timeout.as_millis().to_string(),
+        )
+        .set(
+            "message.max.bytes",
+            (config.server.max_value_bytes + RECORD_OVERHEAD)
+                .max(1_000_000)
+                .to_string(),
+        );
+    // The operator's properties come last so they win.
+    for (key, value) in &cluster.kafka {
+        c.set(key, value);
+    }
+    c
+}
+
+/// Enqueues one record. Retries while librdkafka's local queue is full, until
+/// `deadline`; then hands back the delivery future.
+pub async fn send(
+    producer: &FutureProducer,
+    record: &Record<'_>,
+    deadline: Instant,
+) -> Result<DeliveryFuture, ProduceError> {
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
+            key: "color",
+            value: Some(record.color),
+        });
+        if let Some(metadata) = record.metadata {
+            headers = headers.insert(Header {
+                key: "metadata",
+                value: Some(metadata),
+            });
+        }
+        let future_record = FutureRecord::to(record.topic)
+            .key(record.key)
+            .payload(record.value)
+            .headers(headers);
+        match producer.send_result(future_record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(ProduceError::Kafka(KafkaError::MessageProduction(
+                        RDKafkaErrorCode::QueueFull,
+                    )));
+                }
+                // The queue drains as the broker acknowledges; back off briefly
+                // instead of spinning, without overshooting the deadline.
+                glommio::timer::sleep(backoff.min(deadline - now)).await;
+                backoff = (backoff * 2).min(Duration::from_millis(50));
+            }
+            Err((e, _)) => return Err(ProduceError::Kafka(e)),
+        }
+    }
+}
+
+/// Waits for the broker's acknowledgement of one record.
+pub async fn acknowledged(delivery: DeliveryFuture) -> Result<(), ProduceError> {
+    match delivery.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(ProduceError::Kafka(e)),
+        Err(_) => Err(ProduceError::Canceled),
+    }
+}

@@ -1,0 +1,246 @@
+//! One client connection: read, parse, dispatch to the session, write replies.
+//!
+//! Two halves run concurrently in the connection's task. The reader parses
+//! commands and hands the session's replies (some still deferred: produces waiting
+//! for the broker) to a bounded FIFO; the writer takes them in order, awaits the
+//! deferred ones and writes. So many produces are in flight per connection while
+//! replies keep command order, and a client that stops reading its replies stops
+//! the reader once the FIFO is full, instead of making the gateway buffer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_lite::future;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::TcpStream;
+
+use crate::auth::Role;
+use crate::errors;
+use crate::resp::{Limits, Parser};
+use crate::session::{Reply, Session};
+use crate::shared::Shared;
+
+/// Smallest and largest read; reads start small so that idle connections stay
+/// cheap, and grow while the client keeps filling them.
+const MIN_READ: usize = 1024;
+const MAX_READ: usize = 64 * 1024;
+/// A read buffer left larger than this after a big command is released.
+const KEEP_BUFFER: usize = 256 * 1024;
+/// Replies gathered before a write even if more are ready.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// What the writer receives: a reply, and whether the connection ends after it.
+struct Outgoing {
+    reply: Reply,
+    last: bool,
+}
+
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+    }
+    let (reader, writer) = futures_lite::io::split(stream);
+    let (tx, rx) = local_channel::new_bounded(shared.config.server.max_pipeline);
+    let session = Session::new(Arc::clone(&shared), peer);
+    future::zip(
+        read_side(reader, session, tx, &shared),
+        write_side(writer, rx),
+    )
+    .await;
+    tracing::debug!(%peer, "connection closed");
+}
+
+enum Event {
+    Read(std::io::Result<usize>),
+    Deadline,
+    GrantsChanged,
+    Shutdown,
+}
+
+async fn read_side(
+    mut reader: ReadHalf<TcpStream>,
+    mut session: Session,
+    tx: LocalSender<Outgoing>,
+    shared: &Shared,
+) {
+    let server = &shared.config.server;
+    let mut parser = Parser::new(Limits {
+        max_args: server.max_args,
+        max_bulk_len: server.max_bulk_len,
+        ..Limits::default()
+    });
+    let mut grants = shared.auth.watch();
+    let mut shutdown = shared.shutdown.clone();
+    let connected = Instant::now();
+    let mut last_command = connected;
+    let mut buf = BytesMut::new();
+    let mut read_size = MIN_READ;
+
+    loop {
+        // Everything already buffered is dispatched before reading more.
+        loop {
+            match parser.parse(&mut buf) {
+                Ok(Some(command)) => {
+                    last_command = Instant::now();
+                    let step = session.handle(command);
+                    if send(&tx, step.reply, step.close).await.is_err() || step.close {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = send(&tx, Reply::error(errors::protocol(&e)), true).await;
+                    return;
+                }
+            }
+        }
+        if buf.is_empty() && buf.capacity() > KEEP_BUFFER {
+            buf = BytesMut::new();
+        }
+
+        let deadline = match session.role() {
+            None => connected + server.auth_timeout,
+            Some(Role::Pub) => last_command + server.pub_idle_timeout,
+            Some(Role::Sub) => last_command + server.sub_idle_timeout,
+        };
+        let start = buf.len();
+        let want = read_size.max(parser.bytes_needed().saturating_sub(start).min(MAX_READ));
+        buf.resize(start + want, 0);
+        let event = {
+            let read = async { Event::Read(reader.read(&mut buf[start..]).await) };
+            let timer = async {
+                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+                Event::Deadline
+            };
+            let grants_changed = async {
+                // Only an authenticated connection has a grant to lose.
+                if session.role().is_none() || grants.changed().await.is_err() {
+                    future::pending::<()>().await;
+                }
+                Event::GrantsChanged
+            };
+            let stop = async {
+                if shutdown.wait_for(|stopping| *stopping).await.is_err() {
+                    future::pending::<()>().await;
+                }
+                Event::Shutdown
+            };
+            future::or(future::or(read, timer), future::or(grants_changed, stop)).await
+        };
+        match event {
+            Event::Read(Ok(n)) if n > 0 => {
+                buf.truncate(start + n);
+                read_size = if n == want {
+                    (read_size * 2).min(MAX_READ)
+                } else {
+                    MIN_READ
+                };
+            }
+            Event::Read(_) => return,
+            Event::Deadline => {
+                if session.role().is_none() {
+                    let _ = send(&tx, Reply::error(errors::AUTH_TIMEOUT), true).await;
+                }
+                return;
+            }
+            Event::GrantsChanged => {
+                buf.truncate(start);
+                if let Some(error) = session.recheck() {
+                    let _ = send(&tx, error, true).await;
+                    return;
+                }
+            }
+            Event::Shutdown => return,
+        }
+    }
+}
+
+async fn send(tx: &LocalSender<Outgoing>, reply: Reply, last: bool) -> Result<(), ()> {
+    tx.send(Outgoing { reply, last }).await.map_err(drop)
+}
+
+async fn write_side(mut writer: WriteHalf<TcpStream>, rx: LocalReceiver<Outgoing>) {
+    let mut out = BytesMut::new();
+    let mut last = false;
+    while !last {
+        // Wait for the next reply only when nothing is waiting to be written;
+        // otherwise write what is ready first, so a slow produce never holds back
+        // the replies before it.
+        let next = if out.is_empty() {
+            rx.recv().await
+        } else {
+            match future::poll_once(rx.recv()).await {
+                Some(next) => next,
+                None => {
+                    if flush(&mut writer, &mut out).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        };
+        let Some(Outgoing {
+            reply,
+            last: is_last,
+        }) = next
+        else {
+            break;
+        };
+        last = is_last;
+        let reply = match reply {
+            Reply::Deferred(mut pending) => match future::poll_once(&mut pending).await {
+                Some(reply) => reply,
+                None => {
+                    if flush(&mut writer, &mut out).await.is_err() {
+                        return;
+                    }
+                    pending.await
+                }
+            },
+            ready => ready,
+        };
+        reply.encode(&mut out);
+        if out.len() >= WRITE_BATCH && flush(&mut writer, &mut out).await.is_err() {
+            return;
+        }
+    }
+    let _ = flush(&mut writer, &mut out).await;
+    let _ = writer.close().await;
+}
+
+async fn flush(writer: &mut WriteHalf<TcpStream>, out: &mut BytesMut) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    writer.write_all(out).await?;
+    out.clear();
+    if out.capacity() > KEEP_BUFFER {
+        *out = BytesMut::new();
+    }
+    Ok(())
+}
+
+/// Refuses a connection over `max_connections`: one error line, then close.
+pub async fn refuse(mut stream: TcpStream, text: &str) {
+    let mut out = BytesMut::new();
+    crate::resp::reply::error(&mut out, text);
+    let write = async {
+        let _ = stream.write_all(&out).await;
+        let _ = stream.close().await;
+    };
+    // Bounded: a refused client gets no more of our time than this.
+    let _ = future::or(
+        async {
+            write.await;
+            true
+        },
+        async {
+            glommio::timer::sleep(Duration::from_secs(1)).await;
+            false
+        },
+    )
+    .await;
+}

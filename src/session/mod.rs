@@ -1,0 +1,372 @@
+//! A connection's session: what it has proven (AUTH) and what each command does
+//! for it. Knows commands and roles, not sockets: the connection feeds it parsed
+//! commands and writes the replies it returns, in order.
+//!
+//! One dispatch table (`Session::handle`) decides which commands exist and which
+//! role may use them; `publisher` and `subscriber` hold the role-specific work.
+
+pub mod publisher;
+pub mod reply;
+pub mod subscriber;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::auth::{Denied, Dsn, DsnError, Role};
+use crate::errors;
+use crate::resp::Command;
+use crate::shared::Shared;
+use publisher::Publisher;
+pub use reply::Reply;
+use subscriber::Subscriber;
+
+/// The result of one command: its reply, and whether the connection closes after it.
+pub struct Step {
+    pub reply: Reply,
+    pub close: bool,
+}
+
+impl Step {
+    fn reply(reply: Reply) -> Step {
+        Step {
+            reply,
+            close: false,
+        }
+    }
+
+    fn close(reply: Reply) -> Step {
+        Step { reply, close: true }
+    }
+}
+
+enum State {
+    Anonymous,
+    Publisher(Authenticated, Publisher),
+    Subscriber(Authenticated, Subscriber),
+}
+
+struct Authenticated {
+    /// The AUTH string exactly as sent, to tell a repeated AUTH from another one.
+    raw: Bytes,
+    dsn: Dsn,
+}
+
+pub struct Session {
+    shared: Arc<Shared>,
+    state: State,
+    id: u64,
+    name: Option<Bytes>,
+    peer: SocketAddr,
+}
+
+impl Session {
+    pub fn new(shared: Arc<Shared>, peer: SocketAddr) -> Session {
+        let id = shared.next_client_id();
+        Session {
+            shared,
+            state: State::Anonymous,
+            id,
+            name: None,
+            peer,
+        }
+    }
+
+    pub fn role(&self) -> Option<Role> {
+        match self.state {
+            State::Anonymous => None,
+            State::Publisher(..) => Some(Role::Pub),
+            State::Subscriber(..) => Some(Role::Sub),
+        }
+    }
+
+    pub fn handle(&mut self, command: Command) -> Step {
+        let mut upper = [0u8; 16];
+        let name = uppercase(command.name(), &mut upper);
+        let args = command.args();
+        // Commands every connection may send, authenticated or not: the setup
+        // chatter of client libraries must never break a connection.
+        match name {
+            b"AUTH" => return self.auth_command(args),
+            b"HELLO" => return self.hello(args),
+            b"PING" => {
+                return Step::reply(match args {
+                    [] => Reply::Simple("PONG"),
+                    [message] => Reply::Bulk(message.clone()),
+                    _ => Reply::error(errors::wrong_arity(b"ping")),
+                })
+            }
+            b"ECHO" => {
+                return Step::reply(match args {
+                    [message] => Reply::Bulk(message.clone()),
+                    _ => Reply::error(errors::wrong_arity(b"echo")),
+                })
+            }
+            b"QUIT" => return Step::close(Reply::OK),
+            b"CLIENT" => return Step::reply(self.client(args)),
+            b"SELECT" => {
+                return Step::reply(match args {
+                    [db] if db.as_ref() == b"0" => Reply::OK,
+                    [_] => Reply::error(errors::SELECT_NONZERO),
+                    _ => Reply::error(errors::wrong_arity(b"select")),
+                })
+            }
+            b"COMMAND" => return Step::reply(command_introspection(args)),
+            _ => {}
+        }
+        let role_name = match &self.state {
+            State::Anonymous => return Step::reply(Reply::error(errors::NOAUTH)),
+            State::Publisher(..) => "pub",
+            State::Subscriber(..) => "sub",
+        };
+        let reply = match (&mut self.state, name) {
+            (State::Publisher(_, p), b"SET") => match args {
+                [key, value] => p.set(key.clone(), value.clone()),
+                _ => Reply::error(errors::wrong_arity(command.name())),
+            },
+            (State::Publisher(_, p), b"HSET") => match args {
+                [key, metadata, value] => p.hset(key.clone(), metadata, value.clone()),
+                _ => Reply::error(errors::wrong_arity(command.name())),
+            },
+            (State::Subscriber(_, s), b"MGET") => s.mget(),
+            (State::Subscriber(_, s), b"SET") => match args {
+                [_, _] => s.commit(),
+                _ => Reply::error(errors::wrong_arity(command.name())),
+            },
+            (_, b"SET" | b"HSET" | b"MGET") => {
+                Reply::error(errors::not_allowed(command.name(), role_name))
+            }
+            _ => Reply::error(errors::unknown_command(command.name())),
+        };
+        Step::reply(reply)
+    }
+
+    fn auth_command(&mut self, args: &[Bytes]) -> Step {
+        let raw = match args {
+            [dsn] => dsn.clone(),
+            // The username/password form client libraries send: `AUTH key rest`
+            // is `AUTH key:rest`.
+            [user, pass] => {
+                let mut joined = BytesMut::with_capacity(user.len() + 1 + pass.len());
+                joined.extend_from_slice(user);
+                joined.extend_from_slice(b":");
+                joined.extend_from_slice(pass);
+                joined.freeze()
+            }
+            _ => return Step::reply(Reply::error(errors::wrong_arity(b"auth"))),
+        };
+        self.authenticate(raw)
+    }
+
+    /// Checks an AUTH string and, on success, gives the connection its role.
+    /// Every failure closes the connection (protocol.md §1.3).
+    fn authenticate(&mut self, raw: Bytes) -> Step {
+        match &self.state {
+            State::Anonymous => {}
+            State::Publisher(a, _) | State::Subscriber(a, _) => {
+                return Step::reply(if a.raw == raw {
+                    Reply::OK
+                } else {
+                    Reply::error(errors::ALREADY_AUTHENTICATED)
+                });
+            }
+        }
+        let dsn = match Dsn::parse(&raw) {
+            Ok(dsn) => dsn,
+            Err(DsnError::Malformed) => {
+                tracing::info!(peer = %self.peer, "auth failed: malformed auth string");
+                return Step::close(Reply::error(errors::INVALID_AUTH_STRING));
+            }
+            Err(DsnError::BadRole) => {
+                tracing::info!(peer = %self.peer, "auth failed: bad role");
+                return Step::close(Reply::error(errors::BAD_ROLE));
+            }
+        };
+        let grant = match self.shared.auth.current().authenticate(&dsn) {
+            Ok(grant) => grant,
+            Err(reason) => {
+                tracing::info!(peer = %self.peer, key = %dsn.key, group = %dsn.group,
+                    topic = %dsn.topic, role = dsn.role.as_str(), %reason, "auth failed");
+                return Step::close(Reply::error(denied_text(&reason, &dsn)));
+            }
+        };
+        let Some(producer) = self.shared.producers.get(&grant.cluster) else {
+            tracing::warn!(peer = %self.peer, key = %dsn.key, cluster = %grant.cluster,
+                "auth failed: the app's cluster is not configured");
+            return Step::close(Reply::error(errors::cluster_not_configured(&grant.cluster)));
+        };
+        tracing::debug!(peer = %self.peer, id = self.id, key = %dsn.key, group = %dsn.group,
+            topic = %dsn.topic, role = dsn.role.as_str(), "authenticated");
+        let server = &self.shared.config.server;
+        self.state = match dsn.role {
+            Role::Pub => {
+                let publisher = Publisher::new(
+                    &dsn,
+                    grant.cluster,
+                    producer.clone(),
+                    server.max_value_bytes,
+                    server.produce_timeout,
+                );
+                State::Publisher(Authenticated { raw, dsn }, publisher)
+            }
+            Role::Sub => {
+                let subscriber = Subscriber::new(&dsn, grant.cluster);
+                State::Subscriber(Authenticated { raw, dsn }, subscriber)
+            }
+        };
+        Step::reply(Reply::OK)
+    }
+
+    /// Re-checks this connection's grant against a new auth snapshot. Returns the
+    /// error to send before closing when the grant is gone (protocol.md §3).
+    pub fn recheck(&mut self) -> Option<Reply> {
+        let snapshot = self.shared.auth.current();
+        let (auth, current_cluster) = match &self.state {
+            State::Anonymous => return None,
+            State::Publisher(a, p) => (a, &p.cluster),
+            State::Subscriber(a, s) => (a, &s.cluster),
+        };
+        let grant = match snapshot.authenticate(&auth.dsn) {
+            Ok(grant) => grant,
+            Err(reason) => {
+                tracing::info!(peer = %self.peer, key = %auth.dsn.key, group = %auth.dsn.group,
+                    %reason, "closing connection: credentials revoked");
+                return Some(Reply::error(errors::CREDENTIALS_REVOKED));
+            }
+        };
+        if grant.cluster == *current_cluster {
+            return None;
+        }
+        tracing::info!(peer = %self.peer, key = %auth.dsn.key, from = %current_cluster,
+            to = %grant.cluster, "app moved to another cluster");
+        match &mut self.state {
+            State::Publisher(_, publisher) => match self.shared.producers.get(&grant.cluster) {
+                Some(producer) => {
+                    publisher.switch_cluster(grant.cluster, producer.clone());
+                    None
+                }
+                None => Some(Reply::error(errors::cluster_not_configured(&grant.cluster))),
+            },
+            // A consumer group member cannot move; the client reconnects.
+            _ => Some(Reply::error(errors::CLUSTER_CHANGED)),
+        }
+    }
+
+    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`: RESP2 only.
+    fn hello(&mut self, args: &[Bytes]) -> Step {
+        if let Some(version) = args.first() {
+            match std::str::from_utf8(version)
+                .ok()
+                .and_then(|v| v.parse::<i64>().ok())
+            {
+                Some(2) => {}
+                Some(_) => return Step::reply(Reply::error(errors::NOPROTO)),
+                None => {
+                    return Step::reply(Reply::error(
+                        "ERR Protocol version is not an integer or out of range",
+                    ))
+                }
+            }
+        }
+        let mut auth = None;
+        let mut setname = None;
+        let mut options = args.iter().skip(1);
+        while let Some(option) = options.next() {
+            if option.eq_ignore_ascii_case(b"AUTH") {
+                match (options.next(), options.next()) {
+                    (Some(user), Some(pass)) => auth = Some([user.clone(), pass.clone()]),
+                    _ => return Step::reply(Reply::error(errors::SYNTAX)),
+                }
+            } else if option.eq_ignore_ascii_case(b"SETNAME") {
+                match options.next() {
+                    Some(name) => setname = Some(name.clone()),
+                    None => return Step::reply(Reply::error(errors::SYNTAX)),
+                }
+            } else {
+                return Step::reply(Reply::error(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(option)
+                )));
+            }
+        }
+        if let Some(credentials) = auth {
+            let step = self.auth_command(&credentials);
+            if step.close || matches!(step.reply, Reply::Error(_)) {
+                return step;
+            }
+        }
+        if setname.is_some() {
+            self.name = setname;
+        }
+        let bulk = |s: &'static str| Reply::Bulk(Bytes::from_static(s.as_bytes()));
+        Step::reply(Reply::Array(vec![
+            bulk("server"),
+            bulk("databus"),
+            bulk("version"),
+            bulk(env!("CARGO_PKG_VERSION")),
+            bulk("proto"),
+            Reply::Integer(2),
+            bulk("id"),
+            Reply::Integer(self.id as i64),
+            bulk("mode"),
+            bulk("standalone"),
+            bulk("role"),
+            bulk("master"),
+            bulk("modules"),
+            Reply::Array(Vec::new()),
+        ]))
+    }
+
+    /// `CLIENT SETNAME|GETNAME|ID|SETINFO`: what client libraries send on connect.
+    fn client(&mut self, args: &[Bytes]) -> Reply {
+        let Some((sub, rest)) = args.split_first() else {
+            return Reply::error(errors::wrong_arity(b"client"));
+        };
+        let mut upper = [0u8; 16];
+        match (uppercase(sub, &mut upper), rest) {
+            (b"SETNAME", [name]) => {
+                self.name = (!name.is_empty()).then(|| name.clone());
+                Reply::OK
+            }
+            (b"GETNAME", []) => self.name.clone().map_or(Reply::NullBulk, Reply::Bulk),
+            (b"ID", []) => Reply::Integer(self.id as i64),
+            (b"SETINFO", [_, _]) => Reply::OK,
+            (b"SETNAME" | b"GETNAME" | b"ID" | b"SETINFO", _) => {
+                let mut name = b"client|".to_vec();
+                name.extend_from_slice(&sub.to_ascii_lowercase());
+                Reply::error(errors::wrong_arity(&name))
+            }
+            _ => Reply::error(errors::unknown_subcommand("client", sub)),
+        }
+    }
+}
+
+/// `COMMAND`, `COMMAND DOCS`, `COMMAND COUNT`, ...: redis-cli asks for command docs
+/// to show hints; an empty answer is valid and cheap.
+fn command_introspection(args: &[Bytes]) -> Reply {
+    match args.first() {
+        Some(sub) if sub.eq_ignore_ascii_case(b"COUNT") => Reply::Integer(0),
+        _ => Reply::Array(Vec::new()),
+    }
+}
+
+fn denied_text(reason: &Denied, dsn: &Dsn) -> String {
+    match (reason, dsn.role) {
+        (Denied::NoPermission, Role::Pub) => errors::may_not_publish(&dsn.group),
+        (Denied::NoPermission, Role::Sub) => errors::may_not_subscribe(&dsn.group),
+        _ => errors::WRONGPASS.to_owned(),
+    }
+}
+
+/// ASCII-uppercases a command name into `buf`; names longer than any command we
+/// know become empty, which matches nothing.
+fn uppercase<'a>(name: &[u8], buf: &'a mut [u8; 16]) -> &'a [u8] {
+    if name.len() > buf.len() {
+        return &[];
+    }
+    let out = &mut buf[..name.len()];
+    out.copy_from_slice(name);
+    out.make_ascii_uppercase();
+    out
+}

@@ -1,0 +1,104 @@
+//! The publisher role: `SET` and `HSET` become Kafka produces (protocol.md §4).
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rdkafka::producer::FutureProducer;
+
+use super::Reply;
+use crate::auth::Dsn;
+use crate::errors;
+use crate::kafka::message::metadata_header;
+use crate::kafka::producer::{self, ProduceError, Record};
+
+pub struct Publisher {
+    /// Shared with in-flight produces, which outlive the command that made them.
+    target: Rc<Target>,
+    pub cluster: String,
+    max_value_bytes: usize,
+    produce_timeout: Duration,
+}
+
+struct Target {
+    topic: String,
+    color: String,
+    producer: FutureProducer,
+}
+
+impl Publisher {
+    pub fn new(
+        dsn: &Dsn,
+        cluster: String,
+        producer: FutureProducer,
+        max_value_bytes: usize,
+        produce_timeout: Duration,
+    ) -> Publisher {
+        Publisher {
+            target: Rc::new(Target {
+                topic: dsn.topic.clone(),
+                color: dsn.color.clone(),
+                producer,
+            }),
+            cluster,
+            max_value_bytes,
+            produce_timeout,
+        }
+    }
+
+    /// Moves this connection to another cluster's producer (the app was moved in
+    /// MySQL); produces already in flight finish on the old one.
+    pub fn switch_cluster(&mut self, cluster: String, producer: FutureProducer) {
+        self.target = Rc::new(Target {
+            topic: self.target.topic.clone(),
+            color: self.target.color.clone(),
+            producer,
+        });
+        self.cluster = cluster;
+    }
+
+    /// `SET <key> <value>`
+    pub fn set(&self, key: Bytes, value: Bytes) -> Reply {
+        self.produce(key, value, None)
+    }
+
+    /// `HSET <key> <metadata> <value>`
+    pub fn hset(&self, key: Bytes, metadata: &[u8], value: Bytes) -> Reply {
+        match metadata_header(metadata) {
+            Some(header) => self.produce(key, value, Some(header)),
+            None => Reply::error(errors::INVALID_METADATA),
+        }
+    }
+
+    fn produce(&self, key: Bytes, value: Bytes, metadata: Option<Vec<u8>>) -> Reply {
+        if value.len() > self.max_value_bytes {
+            return Reply::error(errors::VALUE_TOO_LARGE);
+        }
+        let target = Rc::clone(&self.target);
+        let timeout = self.produce_timeout;
+        let deadline = Instant::now() + timeout;
+        Reply::start(async move {
+            let record = Record {
+                topic: &target.topic,
+                key: &key,
+                value: &value,
+                color: &target.color,
+                metadata: metadata.as_deref(),
+            };
+            let acked = async {
+                let delivery = producer::send(&target.producer, &record, deadline).await?;
+                producer::acknowledged(delivery).await
+            };
+            // librdkafka's message.timeout.ms fails the record in time on its own;
+            // this bound also covers time spent waiting for room in its queue.
+            let timer = async {
+                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+                Err(ProduceError::TimedOut(timeout))
+            };
+            match futures_lite::future::or(acked, timer).await {
+                Ok(()) => Reply::OK,
+                Err(e) => Reply::error(errors::kafka(&e)),
+            }
+        })
+    }
+}

@@ -1,0 +1,78 @@
+//! What a command answers, before it is encoded. A reply may be deferred (a
+//! produce waiting for the broker's acknowledgement); the connection writes
+//! replies in command order regardless.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::resp::reply as resp;
+
+pub enum Reply {
+    Simple(&'static str),
+    Error(Cow<'static, str>),
+    Integer(i64),
+    Bulk(Bytes),
+    NullBulk,
+    Array(Vec<Reply>),
+    /// Answered later; the future never fails, it resolves to an error reply.
+    Deferred(Pin<Box<dyn Future<Output = Reply>>>),
+}
+
+impl Reply {
+    pub const OK: Reply = Reply::Simple("OK");
+
+    pub fn error(text: impl Into<Cow<'static, str>>) -> Reply {
+        Reply::Error(text.into())
+    }
+
+    /// Starts `work` now (its first poll runs synchronously, so a produce is
+    /// enqueued before the next pipelined command is even parsed) and defers the
+    /// rest. Returns the reply directly when it completed at once.
+    pub fn start(work: impl Future<Output = Reply> + 'static) -> Reply {
+        let mut work: Pin<Box<dyn Future<Output = Reply>>> = Box::pin(work);
+        // A no-op waker is enough: whoever awaits the Deferred reply polls again
+        // with a real one, and every future in here re-registers on each poll.
+        match work.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(reply) => reply,
+            Poll::Pending => Reply::Deferred(work),
+        }
+    }
+
+    /// Encodes a reply that is not deferred. Deferred replies must be awaited first.
+    pub fn encode(&self, out: &mut BytesMut) {
+        match self {
+            Reply::Simple(s) => resp::simple(out, s),
+            Reply::Error(e) => resp::error(out, e),
+            Reply::Integer(n) => resp::integer(out, *n),
+            Reply::Bulk(b) => resp::bulk(out, b),
+            Reply::NullBulk => resp::null_bulk(out),
+            Reply::Array(items) => {
+                resp::array_header(out, items.len());
+                for item in items {
+                    item.encode(out);
+                }
+            }
+            Reply::Deferred(_) => {
+                debug_assert!(false, "a deferred reply was encoded before it completed");
+                resp::error(out, "ERR internal error");
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Deferred(_) => f.write_str("Deferred"),
+            other => {
+                let mut out = BytesMut::new();
+                other.encode(&mut out);
+                write!(f, "{:?}", String::from_utf8_lossy(&out))
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Process start-up checks and the run-until-signalled sequence.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::Config;
+use crate::control::Control;
+use crate::kafka::producer::Producers;
+use crate::server::Server;
+use crate::shared::Shared;
+
+/// glommio refuses to start an executor below this RLIMIT_MEMLOCK.
+const MIN_MEMLOCK: u64 = 512 * 1024;
+
+/// Runs the gateway until SIGTERM/SIGINT, then drains and returns.
+pub fn run(config: Config) -> Result<()> {
+    ensure_memlock()?;
+    let producers = Producers::create(&config)?;
+    let control = Control::start(config.auth.clone())?;
+    let shared = Arc::new(Shared::new(
+        config,
+        Arc::clone(&control.auth),
+        producers,
+        control.shutdown.clone(),
+    ));
+    let server = Server::start(Arc::clone(&shared))?;
+    tracing::info!(addr = %server.addr, shards = server.shards, "databus ready on {}", server.addr);
+
+    server.join();
+    let started = Instant::now();
+    let limit = shared.config.server.shutdown_timeout;
+    shared.producers.flush_all(limit);
+    tracing::info!(
+        in_flight = shared.producers.in_flight(),
+        flush = ?started.elapsed(),
+        "databus stopped"
+    );
+    control.stop();
+    Ok(())
+}
+
+/// io_uring locks memory; glommio needs RLIMIT_MEMLOCK ≥ 512 KiB. Raise the soft
+/// limit when the hard one allows, else say exactly what to change.
+fn ensure_memlock() -> Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot read RLIMIT_MEMLOCK");
+    }
+    if limit.rlim_cur == libc::RLIM_INFINITY || limit.rlim_cur >= MIN_MEMLOCK {
+        return Ok(());
+    }
+    if limit.rlim_max == libc::RLIM_INFINITY || limit.rlim_max >= MIN_MEMLOCK {
+        let raised = libc::rlimit {
+            rlim_cur: MIN_MEMLOCK,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) } == 0 {
+            return Ok(());
+        }
+    }
+    bail!(
+        "RLIMIT_MEMLOCK is {} KiB, but io_uring (glommio) needs at least {} KiB: \
+         raise it with `ulimit -l {}` (or LimitMEMLOCK=infinity in the systemd unit)",
+        limit.rlim_cur / 1024,
+        MIN_MEMLOCK / 1024,
+        MIN_MEMLOCK / 1024
+    )
+}

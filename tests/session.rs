@@ -1,0 +1,248 @@
+//! The connection lifecycle against the real stack: every AUTH outcome, the
+//! pre-auth chatter of client libraries, command errors and timeouts
+//! (protocol.md §1, §2).
+
+mod common;
+
+use common::{dsn, Gateway, GatewayConfig, TestDb};
+
+#[test]
+fn every_auth_outcome() {
+    let db = TestDb::new();
+    db.add_app(2, "subapp", "s2", "cluster1");
+    db.add_grant(2, "subonly", 1, "t2");
+    db.add_app(3, "pubapp", "s3", "cluster1");
+    db.add_grant(3, "pubonly", 2, "t3");
+    db.add_app(4, "farapp", "s4", "nowhere");
+    db.add_grant(4, "far", 3, "t4");
+    let gw = Gateway::start(&db);
+
+    let seed = "app_key1:app_secret1@group_name1/topic=test156";
+    let wrongpass = "-WRONGPASS invalid key, secret, group or topic\r\n";
+    let malformed = "-ERR invalid auth string: expected key:secret@group/topic=T&role=pub|sub\r\n";
+    let closing = [
+        ("garbage", malformed),
+        ("k:s@g", malformed),
+        ("app_key1:app_secret1@group_name1/role=pub", malformed),
+        (
+            "nokey:app_secret1@group_name1/topic=test156&role=pub",
+            wrongpass,
+        ),
+        (
+            "app_key1:wrong@group_name1/topic=test156&role=pub",
+            wrongpass,
+        ),
+        (
+            "app_key1:app_secret1@nogroup/topic=test156&role=pub",
+            wrongpass,
+        ),
+        (
+            "app_key1:app_secret1@group_name1/topic=other&role=pub",
+            wrongpass,
+        ),
+        (
+            &format!("{seed}&role=admin"),
+            "-ERR role must be pub or sub\r\n",
+        ),
+        (
+            "subapp:s2@subonly/topic=t2&role=pub",
+            "-NOPERM group subonly may not publish\r\n",
+        ),
+        (
+            "pubapp:s3@pubonly/topic=t3&role=sub",
+            "-NOPERM group pubonly may not subscribe\r\n",
+        ),
+        (
+            "farapp:s4@far/topic=t4&role=pub",
+            "-ERR cluster nowhere is not configured\r\n",
+        ),
+    ];
+    for (auth, want) in closing {
+        let mut c = gw.client();
+        assert_eq!(c.call(&["AUTH", auth]), want, "AUTH {auth}");
+        c.expect_closed();
+    }
+
+    let mut publisher = gw.client();
+    assert_eq!(
+        publisher.call(&["AUTH", &format!("{seed}&role=pub")]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        publisher.call(&["AUTH", &format!("{seed}&role=pub")]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        publisher.call(&["AUTH", &format!("{seed}&role=sub")]),
+        "-ERR already authenticated\r\n"
+    );
+    assert_eq!(publisher.call(&["PING"]), "+PONG\r\n");
+
+    let mut subscriber = gw.client();
+    assert_eq!(
+        subscriber.call(&["AUTH", "subapp:s2@subonly/topic=t2&role=sub&color=red"]),
+        "+OK\r\n"
+    );
+    // The two-argument form: AUTH <key> <rest> is AUTH <key>:<rest>.
+    let mut two_args = gw.client();
+    assert_eq!(
+        two_args.call(&[
+            "AUTH",
+            "app_key1",
+            "app_secret1@group_name1/topic=test156&role=pub"
+        ]),
+        "+OK\r\n"
+    );
+    // The log names the reason, never the secret.
+    let log = gw.log();
+    assert!(log.contains("wrong secret"), "{log}");
+    assert!(
+        !log.contains("app_secret1"),
+        "a secret reached the log:\n{log}"
+    );
+}
+
+#[test]
+fn pre_auth_chatter_keeps_the_connection() {
+    let db = TestDb::new();
+    let gw = Gateway::start(&db);
+    let mut c = gw.client();
+    let noauth = "-NOAUTH Authentication required.\r\n";
+    assert_eq!(c.call(&["PING"]), "+PONG\r\n");
+    assert_eq!(c.call(&["ping", "hi"]), "$2\r\nhi\r\n");
+    assert_eq!(c.call(&["ECHO", "x y"]), "$3\r\nx y\r\n");
+    assert_eq!(c.call(&["SELECT", "0"]), "+OK\r\n");
+    assert_eq!(
+        c.call(&["SELECT", "1"]),
+        "-ERR DB index is out of range\r\n"
+    );
+    assert_eq!(c.call(&["CLIENT", "SETNAME", "me"]), "+OK\r\n");
+    assert_eq!(c.call(&["CLIENT", "GETNAME"]), "$2\r\nme\r\n");
+    assert_eq!(
+        c.call(&["CLIENT", "SETINFO", "LIB-NAME", "redis-py"]),
+        "+OK\r\n"
+    );
+    assert!(c.call(&["CLIENT", "ID"]).starts_with(':'));
+    assert_eq!(c.call(&["COMMAND", "DOCS"]), "*0\r\n");
+    assert_eq!(c.call(&["COMMAND", "COUNT"]), ":0\r\n");
+    assert_eq!(c.call(&["COMMAND"]), "*0\r\n");
+    assert_eq!(
+        c.call(&["HELLO", "3"]),
+        "-NOPROTO unsupported protocol version\r\n"
+    );
+    let hello = c.call(&["HELLO", "2"]);
+    assert!(
+        hello.starts_with("*14\r\n$6\r\nserver\r\n$7\r\ndatabus\r\n$7\r\nversion\r\n"),
+        "{hello}"
+    );
+    assert!(
+        hello.contains("$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:"),
+        "{hello}"
+    );
+    assert!(
+        hello.ends_with("$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n"),
+        "{hello}"
+    );
+    // Anything else needs AUTH, and the connection stays open.
+    assert_eq!(c.call(&["SET", "k", "v"]), noauth);
+    assert_eq!(c.call(&["MGET", "pb"]), noauth);
+    assert_eq!(c.call(&["INFO"]), noauth);
+    assert_eq!(c.call(&["PING"]), "+PONG\r\n");
+    // HELLO can authenticate too.
+    assert!(c
+        .call(&[
+            "HELLO",
+            "2",
+            "AUTH",
+            "app_key1",
+            "app_secret1@group_name1/topic=test156&role=pub"
+        ])
+        .starts_with("*14\r\n"));
+    // Authenticated now: the same AUTH again is fine, another one is not.
+    assert_eq!(
+        c.call(&[
+            "AUTH",
+            "app_key1:app_secret1@group_name1/topic=test156&role=pub"
+        ]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        c.call(&["MGET"]),
+        "-ERR 'mget' is not allowed for a pub connection\r\n"
+    );
+    assert_eq!(c.call(&["QUIT"]), "+OK\r\n");
+    c.expect_closed();
+}
+
+#[test]
+fn command_errors_keep_the_connection() {
+    let db = TestDb::new();
+    let gw = Gateway::start(&db);
+    let mut c = gw.publisher(&dsn("test156", "pub"));
+    assert_eq!(c.call(&["FLUSHALL"]), "-ERR unknown command 'FLUSHALL'\r\n");
+    assert_eq!(
+        c.call(&["MGET", "pb"]),
+        "-ERR 'mget' is not allowed for a pub connection\r\n"
+    );
+    assert_eq!(
+        c.call(&["SET", "k"]),
+        "-ERR wrong number of arguments for 'set' command\r\n"
+    );
+    assert_eq!(
+        c.call(&["HSET", "k", "v"]),
+        "-ERR wrong number of arguments for 'hset' command\r\n"
+    );
+    assert_eq!(
+        c.call(&["HSET", "k", "not metadata", "v"]),
+        "-ERR invalid metadata: expected a JSON object of strings or a protobuf Header\r\n"
+    );
+    assert_eq!(c.call(&["PING"]), "+PONG\r\n");
+
+    let mut s = gw.client();
+    s.auth_ok(&dsn("test156", "sub"));
+    assert_eq!(
+        s.call(&["HSET", "k", "{}", "v"]),
+        "-ERR 'hset' is not allowed for a sub connection\r\n"
+    );
+    assert_eq!(s.call(&["PING"]), "+PONG\r\n");
+}
+
+#[test]
+fn auth_timeout_closes_with_an_error() {
+    let db = TestDb::new();
+    let gw = GatewayConfig {
+        server: "auth_timeout = \"300ms\"",
+        ..GatewayConfig::new(&db)
+    }
+    .start();
+    let mut c = gw.client();
+    // Chatter does not extend the deadline: only AUTH counts.
+    assert_eq!(c.call(&["PING"]), "+PONG\r\n");
+    assert_eq!(c.read_reply(), "-ERR auth timeout\r\n");
+    c.expect_closed();
+}
+
+#[test]
+fn idle_publisher_is_closed() {
+    let db = TestDb::new();
+    let gw = GatewayConfig {
+        server: "pub_idle_timeout = \"300ms\"",
+        ..GatewayConfig::new(&db)
+    }
+    .start();
+    let mut c = gw.publisher(&dsn("test156", "pub"));
+    c.expect_closed();
+}
+
+#[test]
+fn inline_commands_work_like_telnet() {
+    let db = TestDb::new();
+    let gw = Gateway::start(&db);
+    let mut c = gw.client();
+    c.send(b"PING\r\n");
+    assert_eq!(c.read_reply(), "+PONG\r\n");
+    c.send(b"echo \"hello world\"\n");
+    assert_eq!(c.read_reply(), "$11\r\nhello world\r\n");
+    c.send(b"auth app_key1:app_secret1@group_name1/topic=test156&role=pub\r\n");
+    assert_eq!(c.read_reply(), "+OK\r\n");
+}
