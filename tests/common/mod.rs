@@ -497,6 +497,16 @@ impl Client {
         out
     }
 
+    /// Like `read_reply`, but None when the server closed the connection.
+    pub fn try_read_reply(&mut self) -> Option<String> {
+        let buffered = self
+            .reader
+            .fill_buf()
+            .map(|b| !b.is_empty())
+            .unwrap_or(false);
+        buffered.then(|| self.read_reply())
+    }
+
     fn read_into(&mut self, out: &mut String) {
         let mut line = String::new();
         let n = self.reader.read_line(&mut line).expect("reply within WAIT");

@@ -1,0 +1,102 @@
+//! Auth data refreshes from MySQL while connections are live (protocol.md §3).
+
+mod common;
+
+use common::{dsn, Gateway, GatewayConfig, TestDb};
+
+const LOADED: &str = "auth data loaded";
+
+/// Waits until the gateway finished two more refreshes than it had when called:
+/// the first may have started before the caller's change was committed.
+fn two_refreshes_after(gw: &Gateway) {
+    let done = gw.log().matches(LOADED).count();
+    assert!(
+        gw.wait_for_log_count(LOADED, done + 2).is_some(),
+        "no refresh:\n{}",
+        gw.log()
+    );
+}
+
+#[test]
+fn new_apps_are_accepted_after_a_refresh_and_revoked_ones_closed() {
+    let db = TestDb::new();
+    for (id, key) in [(2, "deleted"), (3, "rekeyed"), (4, "demoted")] {
+        db.add_app(id, key, "s", "cluster1");
+        db.add_grant(id, "g", 3, "t");
+    }
+    let gw = GatewayConfig {
+        refresh_interval: "200ms",
+        ..GatewayConfig::new(&db)
+    }
+    .start();
+
+    let mut newcomer = gw.client();
+    assert_eq!(
+        newcomer.call(&["AUTH", "fresh:s@g/topic=t&role=pub"]),
+        "-WRONGPASS invalid key, secret, group or topic\r\n"
+    );
+    let mut deleted = gw.publisher("deleted:s@g/topic=t&role=pub");
+    let mut rekeyed = gw.publisher("rekeyed:s@g/topic=t&role=pub");
+    let mut demoted = gw.publisher("demoted:s@g/topic=t&role=pub");
+    let mut untouched = gw.publisher(&dsn("test156", "pub"));
+
+    db.add_app(5, "fresh", "s", "cluster1");
+    db.add_grant(5, "g", 2, "t");
+    db.exec(
+        "UPDATE auth SET deleted_at = 1700000000 WHERE app_id = 2;
+         UPDATE app SET app_secret = 'new' WHERE id = 3;
+         UPDATE auth SET operation = 1 WHERE app_id = 4;",
+    );
+    two_refreshes_after(&gw);
+
+    gw.publisher("fresh:s@g/topic=t&role=pub");
+    for c in [&mut deleted, &mut rekeyed, &mut demoted] {
+        assert_eq!(c.read_reply(), "-ERR credentials revoked\r\n");
+        c.expect_closed();
+    }
+    assert_eq!(untouched.call(&["PING"]), "+PONG\r\n");
+}
+
+#[test]
+fn moving_an_app_switches_publishers_and_closes_subscribers() {
+    let db = TestDb::new();
+    let brokers = common::brokers();
+    let gw = GatewayConfig {
+        refresh_interval: "200ms",
+        extra: &format!("[clusters.cluster2]\nbrokers = \"{brokers}\"\n"),
+        ..GatewayConfig::new(&db)
+    }
+    .start();
+    let mut publisher = gw.publisher(&dsn("test156", "pub"));
+    let mut subscriber = gw.publisher(&dsn("test156", "sub"));
+    db.exec("UPDATE app SET cluster = 'cluster2' WHERE id = 1");
+    assert_eq!(
+        subscriber.read_reply(),
+        "-ERR cluster changed, reconnect\r\n"
+    );
+    subscriber.expect_closed();
+    assert!(gw.wait_for_log("app moved to another cluster").is_some());
+    assert_eq!(publisher.call(&["PING"]), "+PONG\r\n");
+}
+
+#[test]
+fn a_failed_refresh_keeps_the_last_good_snapshot() {
+    let db = TestDb::new();
+    let gw = GatewayConfig {
+        refresh_interval: "200ms",
+        ..GatewayConfig::new(&db)
+    }
+    .start();
+    let mut live = gw.publisher(&dsn("test156", "pub"));
+    // Break the next refreshes: the table it reads is gone.
+    db.exec("RENAME TABLE auth TO auth_away");
+    assert!(
+        gw.wait_for_log("auth refresh failed").is_some(),
+        "{}",
+        gw.log()
+    );
+    assert_eq!(live.call(&["PING"]), "+PONG\r\n");
+    gw.publisher(&dsn("test156", "pub"));
+    db.exec("RENAME TABLE auth_away TO auth");
+    two_refreshes_after(&gw);
+}

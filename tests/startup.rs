@@ -1,0 +1,34 @@
+//! Start-up failures are clear and non-zero (config.md, protocol.md §6).
+
+mod common;
+
+use common::{run_gateway_to_exit, GatewayConfig, TestDb};
+
+#[test]
+fn unknown_keys_and_bad_values_stop_the_start() {
+    let db = TestDb::new();
+    let good = GatewayConfig::new(&db).toml();
+    let (status, out) =
+        run_gateway_to_exit(&good.replace("[server]", "[server]\nmax_conections = 5"));
+    assert!(!status.success());
+    assert!(out.contains("max_conections"), "{out}");
+    let (status, out) =
+        run_gateway_to_exit(&good.replace("[server]", "[server]\nauth_timeout = \"soon\""));
+    assert!(!status.success());
+    assert!(out.contains("auth_timeout"), "{out}");
+}
+
+#[test]
+fn unreachable_mysql_stops_the_start_with_a_clear_message() {
+    let db = TestDb::new();
+    let toml = GatewayConfig::new(&db)
+        .toml()
+        .replace(&db.url(), "mysql://root:topsecret@127.0.0.1:1/databus_db");
+    let (status, out) = run_gateway_to_exit(&toml);
+    assert!(!status.success());
+    assert!(
+        out.contains("cannot load auth data from MySQL at mysql://root:***@127.0.0.1:1/databus_db"),
+        "{out}"
+    );
+    assert!(!out.contains("topsecret"), "{out}");
+}
