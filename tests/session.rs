@@ -127,9 +127,19 @@ fn pre_auth_chatter_keeps_the_connection() {
     assert_eq!(c.call(&["COMMAND", "COUNT"]), ":0\r\n");
     assert_eq!(c.call(&["COMMAND"]), "*0\r\n");
     assert_eq!(
-        c.call(&["HELLO", "3"]),
+        c.call(&["HELLO", "4"]),
         "-NOPROTO unsupported protocol version\r\n"
     );
+    // RESP3 (redis-py 8 asks for it by default): HELLO answers a map, and a
+    // missing value is `_`; everything else the gateway sends is the same.
+    let hello3 = c.call(&["HELLO", "3"]);
+    assert!(
+        hello3.starts_with("%7\r\n$6\r\nserver\r\n$7\r\ndatabus\r\n"),
+        "{hello3}"
+    );
+    assert!(hello3.contains("$5\r\nproto\r\n:3\r\n"), "{hello3}");
+    assert_eq!(c.call(&["CLIENT", "SETNAME", ""]), "+OK\r\n");
+    assert_eq!(c.call(&["CLIENT", "GETNAME"]), "_\r\n");
     let hello = c.call(&["HELLO", "2"]);
     assert!(
         hello.starts_with("*14\r\n$6\r\nserver\r\n$7\r\ndatabus\r\n$7\r\nversion\r\n"),
@@ -171,6 +181,25 @@ fn pre_auth_chatter_keeps_the_connection() {
         "-ERR 'mget' is not allowed for a pub connection\r\n"
     );
     assert_eq!(c.call(&["QUIT"]), "+OK\r\n");
+    c.expect_closed();
+}
+
+#[test]
+fn commands_pipelined_behind_a_failed_auth_are_refused_then_closed() {
+    let db = TestDb::new();
+    let gw = Gateway::start(&db);
+    let mut c = gw.client();
+    // What client libraries send on connect, in one write.
+    let mut burst = common::encode(&[b"AUTH", b"app_key1:nope@group_name1/topic=test156&role=pub"]);
+    burst.extend(common::encode(&[b"CLIENT", b"SETINFO", b"LIB-NAME", b"x"]));
+    burst.extend(common::encode(&[b"SET", b"k", b"v"]));
+    c.send(&burst);
+    assert_eq!(
+        c.read_reply(),
+        "-WRONGPASS invalid key, secret, group or topic\r\n"
+    );
+    assert_eq!(c.read_reply(), "-NOAUTH Authentication required.\r\n");
+    assert_eq!(c.read_reply(), "-NOAUTH Authentication required.\r\n");
     c.expect_closed();
 }
 

@@ -85,9 +85,13 @@ fn producer_config(cluster: &ClusterConfig, config: &Config) -> ClientConfig {
         .set("enable.idempotence", "true")
         // librdkafka fails a record it could not deliver in this time, which is
         // what turns an unreachable broker into `-ERR kafka: ...` for the client.
+        // Slightly under produce_timeout, so that its precise reason (unknown
+        // topic, broker down) reaches the client before the gateway's own bound.
         .set(
             "message.timeout.ms",
-            config.server.produce_timeout.as_millis().to_string(),
+            delivery_timeout(config.server.produce_timeout)
+                .as_millis()
+                .to_string(),
         )
         .set(
             "message.max.bytes",
@@ -100,6 +104,12 @@ fn producer_config(cluster: &ClusterConfig, config: &Config) -> ClientConfig {
         c.set(key, value);
     }
     c
+}
+
+fn delivery_timeout(produce_timeout: Duration) -> Duration {
+    // librdkafka looks for timed-out records about once a second.
+    let margin = (produce_timeout / 4).min(Duration::from_secs(1));
+    (produce_timeout - margin).max(Duration::from_millis(1))
 }
 
 /// Enqueues one record. Retries while librdkafka's local queue is full, until

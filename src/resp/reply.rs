@@ -1,4 +1,4 @@
-//! RESP2 reply encoding, appended to a connection's output buffer. Nothing here allocates
+//! RESP2 reply encoding (plus the two RESP3 types a `HELLO 3` client needs: map, null), appended to a connection's output buffer. Nothing here allocates
 //! beyond growing that buffer.
 
 use bytes::{BufMut, BytesMut};
@@ -34,6 +34,16 @@ pub fn null_bulk(out: &mut BytesMut) {
 /// `*<n>\r\n`: the caller then writes the `n` elements.
 pub fn array_header(out: &mut BytesMut, n: usize) {
     number(out, b'*', false, n as u64);
+}
+
+/// `%<n>\r\n` (RESP3 map): the caller then writes `n` key/value pairs.
+pub fn map_header(out: &mut BytesMut, n: usize) {
+    number(out, b'%', false, n as u64);
+}
+
+/// `_\r\n` (RESP3 null).
+pub fn null(out: &mut BytesMut) {
+    out.put_slice(b"_\r\n");
 }
 
 /// `*0\r\n`.

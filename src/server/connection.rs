@@ -20,7 +20,7 @@ use glommio::net::TcpStream;
 use crate::auth::Role;
 use crate::errors;
 use crate::resp::{Limits, Parser};
-use crate::session::{Reply, Session};
+use crate::session::{Reply, Session, Then};
 use crate::shared::Shared;
 
 /// Smallest and largest read; reads start small so that idle connections stay
@@ -32,10 +32,12 @@ const KEEP_BUFFER: usize = 256 * 1024;
 /// Replies gathered before a write even if more are ready.
 const WRITE_BATCH: usize = 64 * 1024;
 
-/// What the writer receives: a reply, and whether the connection ends after it.
+/// What the writer receives. The connection ends when the reader returns: its
+/// sender is dropped, and the writer closes after the last queued reply.
 struct Outgoing {
     reply: Reply,
-    last: bool,
+    /// The protocol version in force when the command ran (HELLO may change it).
+    resp3: bool,
 }
 
 pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
@@ -86,13 +88,22 @@ async fn read_side(
                 Ok(Some(command)) => {
                     last_command = Instant::now();
                     let step = session.handle(command);
-                    if send(&tx, step.reply, step.close).await.is_err() || step.close {
+                    let resp3 = session.resp3();
+                    if send(&tx, step.reply, resp3).await.is_err() {
                         return;
+                    }
+                    match step.then {
+                        Then::Continue => {}
+                        Then::Close => return,
+                        Then::RefuseRestAndClose => {
+                            refuse_buffered(&mut parser, &mut buf, &tx, resp3).await;
+                            return;
+                        }
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    let _ = send(&tx, Reply::error(errors::protocol(&e)), true).await;
+                    let _ = send(&tx, Reply::error(errors::protocol(&e)), session.resp3()).await;
                     return;
                 }
             }
@@ -142,14 +153,14 @@ async fn read_side(
             Event::Read(_) => return,
             Event::Deadline => {
                 if session.role().is_none() {
-                    let _ = send(&tx, Reply::error(errors::AUTH_TIMEOUT), true).await;
+                    let _ = send(&tx, Reply::error(errors::AUTH_TIMEOUT), false).await;
                 }
                 return;
             }
             Event::GrantsChanged => {
                 buf.truncate(start);
                 if let Some(error) = session.recheck() {
-                    let _ = send(&tx, error, true).await;
+                    let _ = send(&tx, error, session.resp3()).await;
                     return;
                 }
             }
@@ -158,14 +169,28 @@ async fn read_side(
     }
 }
 
-async fn send(tx: &LocalSender<Outgoing>, reply: Reply, last: bool) -> Result<(), ()> {
-    tx.send(Outgoing { reply, last }).await.map_err(drop)
+/// Answers `NOAUTH` to every complete command already received; nothing more
+/// is read.
+async fn refuse_buffered(
+    parser: &mut Parser,
+    buf: &mut BytesMut,
+    tx: &LocalSender<Outgoing>,
+    resp3: bool,
+) {
+    while let Ok(Some(_)) = parser.parse(buf) {
+        if send(tx, Reply::error(errors::NOAUTH), resp3).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn send(tx: &LocalSender<Outgoing>, reply: Reply, resp3: bool) -> Result<(), ()> {
+    tx.send(Outgoing { reply, resp3 }).await.map_err(drop)
 }
 
 async fn write_side(mut writer: WriteHalf<TcpStream>, rx: LocalReceiver<Outgoing>) {
     let mut out = BytesMut::new();
-    let mut last = false;
-    while !last {
+    loop {
         // Wait for the next reply only when nothing is waiting to be written;
         // otherwise write what is ready first, so a slow produce never holds back
         // the replies before it.
@@ -182,14 +207,9 @@ async fn write_side(mut writer: WriteHalf<TcpStream>, rx: LocalReceiver<Outgoing
                 }
             }
         };
-        let Some(Outgoing {
-            reply,
-            last: is_last,
-        }) = next
-        else {
+        let Some(Outgoing { reply, resp3 }) = next else {
             break;
         };
-        last = is_last;
         let reply = match reply {
             Reply::Deferred(mut pending) => match future::poll_once(&mut pending).await {
                 Some(reply) => reply,
@@ -202,7 +222,7 @@ async fn write_side(mut writer: WriteHalf<TcpStream>, rx: LocalReceiver<Outgoing
             },
             ready => ready,
         };
-        reply.encode(&mut out);
+        reply.encode(&mut out, resp3);
         if out.len() >= WRITE_BATCH && flush(&mut writer, &mut out).await.is_err() {
             return;
         }

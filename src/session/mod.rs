@@ -22,22 +22,44 @@ use publisher::Publisher;
 pub use reply::Reply;
 use subscriber::Subscriber;
 
-/// The result of one command: its reply, and whether the connection closes after it.
+/// The result of one command: its reply, and what happens to the connection.
 pub struct Step {
     pub reply: Reply,
-    pub close: bool,
+    pub then: Then,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    Continue,
+    Close,
+    /// A failed AUTH: commands the client had already pipelined behind it are
+    /// answered `NOAUTH` without running, then the connection closes. Client
+    /// libraries pipeline AUTH with their setup commands, and a connection that
+    /// closes before answering those shows them "end of file" instead of the
+    /// reason.
+    RefuseRestAndClose,
 }
 
 impl Step {
     fn reply(reply: Reply) -> Step {
         Step {
             reply,
-            close: false,
+            then: Then::Continue,
         }
     }
 
     fn close(reply: Reply) -> Step {
-        Step { reply, close: true }
+        Step {
+            reply,
+            then: Then::Close,
+        }
+    }
+
+    fn auth_failed(reply: Reply) -> Step {
+        Step {
+            reply,
+            then: Then::RefuseRestAndClose,
+        }
     }
 }
 
@@ -59,6 +81,8 @@ pub struct Session {
     id: u64,
     name: Option<Bytes>,
     peer: SocketAddr,
+    /// Set by `HELLO 3`: replies are then encoded in RESP3.
+    resp3: bool,
 }
 
 impl Session {
@@ -70,6 +94,7 @@ impl Session {
             id,
             name: None,
             peer,
+            resp3: false,
         }
     }
 
@@ -79,6 +104,11 @@ impl Session {
             State::Publisher(..) => Some(Role::Pub),
             State::Subscriber(..) => Some(Role::Sub),
         }
+    }
+
+    /// Whether replies are to be encoded in RESP3 (after `HELLO 3`).
+    pub fn resp3(&self) -> bool {
+        self.resp3
     }
 
     pub fn handle(&mut self, command: Command) -> Step {
@@ -145,6 +175,10 @@ impl Session {
     fn auth_command(&mut self, args: &[Bytes]) -> Step {
         let raw = match args {
             [dsn] => dsn.clone(),
+            // Clients given only a password send it as user `default`'s
+            // (redis-py does with RESP3); a whole AUTH string is never a password
+            // of its own, since it has its own ':'.
+            [user, pass] if user.as_ref() == b"default" && pass.contains(&b':') => pass.clone(),
             // The username/password form client libraries send: `AUTH key rest`
             // is `AUTH key:rest`.
             [user, pass] => {
@@ -176,11 +210,11 @@ impl Session {
             Ok(dsn) => dsn,
             Err(DsnError::Malformed) => {
                 tracing::info!(peer = %self.peer, "auth failed: malformed auth string");
-                return Step::close(Reply::error(errors::INVALID_AUTH_STRING));
+                return Step::auth_failed(Reply::error(errors::INVALID_AUTH_STRING));
             }
             Err(DsnError::BadRole) => {
                 tracing::info!(peer = %self.peer, "auth failed: bad role");
-                return Step::close(Reply::error(errors::BAD_ROLE));
+                return Step::auth_failed(Reply::error(errors::BAD_ROLE));
             }
         };
         let grant = match self.shared.auth.current().authenticate(&dsn) {
@@ -188,13 +222,13 @@ impl Session {
             Err(reason) => {
                 tracing::info!(peer = %self.peer, key = %dsn.key, group = %dsn.group,
                     topic = %dsn.topic, role = dsn.role.as_str(), %reason, "auth failed");
-                return Step::close(Reply::error(denied_text(&reason, &dsn)));
+                return Step::auth_failed(Reply::error(denied_text(&reason, &dsn)));
             }
         };
         let Some(producer) = self.shared.producers.get(&grant.cluster) else {
             tracing::warn!(peer = %self.peer, key = %dsn.key, cluster = %grant.cluster,
                 "auth failed: the app's cluster is not configured");
-            return Step::close(Reply::error(errors::cluster_not_configured(&grant.cluster)));
+            return Step::auth_failed(Reply::error(errors::cluster_not_configured(&grant.cluster)));
         };
         tracing::debug!(peer = %self.peer, id = self.id, key = %dsn.key, group = %dsn.group,
             topic = %dsn.topic, role = dsn.role.as_str(), "authenticated");
@@ -253,14 +287,19 @@ impl Session {
         }
     }
 
-    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`: RESP2 only.
+    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`. RESP3 is accepted
+    /// because current client libraries (redis-py 8) ask for it by default and do
+    /// not fall back; every reply the gateway sends is the same in both versions
+    /// except this map and the null.
     fn hello(&mut self, args: &[Bytes]) -> Step {
+        let mut resp3 = self.resp3;
         if let Some(version) = args.first() {
             match std::str::from_utf8(version)
                 .ok()
                 .and_then(|v| v.parse::<i64>().ok())
             {
-                Some(2) => {}
+                Some(2) => resp3 = false,
+                Some(3) => resp3 = true,
                 Some(_) => return Step::reply(Reply::error(errors::NOPROTO)),
                 None => {
                     return Step::reply(Reply::error(
@@ -292,29 +331,23 @@ impl Session {
         }
         if let Some(credentials) = auth {
             let step = self.auth_command(&credentials);
-            if step.close || matches!(step.reply, Reply::Error(_)) {
+            if step.then != Then::Continue || matches!(step.reply, Reply::Error(_)) {
                 return step;
             }
         }
         if setname.is_some() {
             self.name = setname;
         }
+        self.resp3 = resp3;
         let bulk = |s: &'static str| Reply::Bulk(Bytes::from_static(s.as_bytes()));
-        Step::reply(Reply::Array(vec![
-            bulk("server"),
-            bulk("databus"),
-            bulk("version"),
-            bulk(env!("CARGO_PKG_VERSION")),
-            bulk("proto"),
-            Reply::Integer(2),
-            bulk("id"),
-            Reply::Integer(self.id as i64),
-            bulk("mode"),
-            bulk("standalone"),
-            bulk("role"),
-            bulk("master"),
-            bulk("modules"),
-            Reply::Array(Vec::new()),
+        Step::reply(Reply::Map(vec![
+            (bulk("server"), bulk("databus")),
+            (bulk("version"), bulk(env!("CARGO_PKG_VERSION"))),
+            (bulk("proto"), Reply::Integer(if resp3 { 3 } else { 2 })),
+            (bulk("id"), Reply::Integer(self.id as i64)),
+            (bulk("mode"), bulk("standalone")),
+            (bulk("role"), bulk("master")),
+            (bulk("modules"), Reply::Array(Vec::new())),
         ]))
     }
 
@@ -329,7 +362,7 @@ impl Session {
                 self.name = (!name.is_empty()).then(|| name.clone());
                 Reply::OK
             }
-            (b"GETNAME", []) => self.name.clone().map_or(Reply::NullBulk, Reply::Bulk),
+            (b"GETNAME", []) => self.name.clone().map_or(Reply::Null, Reply::Bulk),
             (b"ID", []) => Reply::Integer(self.id as i64),
             (b"SETINFO", [_, _]) => Reply::OK,
             (b"SETNAME" | b"GETNAME" | b"ID" | b"SETINFO", _) => {

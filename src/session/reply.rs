@@ -16,8 +16,11 @@ pub enum Reply {
     Error(Cow<'static, str>),
     Integer(i64),
     Bulk(Bytes),
-    NullBulk,
+    /// A missing value: `$-1` in RESP2, `_` in RESP3.
+    Null,
     Array(Vec<Reply>),
+    /// Key/value pairs: a flat array in RESP2, a map in RESP3.
+    Map(Vec<(Reply, Reply)>),
     /// Answered later; the future never fails, it resolves to an error reply.
     Deferred(Pin<Box<dyn Future<Output = Reply>>>),
 }
@@ -42,18 +45,31 @@ impl Reply {
         }
     }
 
-    /// Encodes a reply that is not deferred. Deferred replies must be awaited first.
-    pub fn encode(&self, out: &mut BytesMut) {
+    /// Encodes a reply that is not deferred (those must be awaited first), in
+    /// RESP3 when the client asked for it with `HELLO 3`.
+    pub fn encode(&self, out: &mut BytesMut, resp3: bool) {
         match self {
             Reply::Simple(s) => resp::simple(out, s),
             Reply::Error(e) => resp::error(out, e),
             Reply::Integer(n) => resp::integer(out, *n),
             Reply::Bulk(b) => resp::bulk(out, b),
-            Reply::NullBulk => resp::null_bulk(out),
+            Reply::Null if resp3 => resp::null(out),
+            Reply::Null => resp::null_bulk(out),
             Reply::Array(items) => {
                 resp::array_header(out, items.len());
                 for item in items {
-                    item.encode(out);
+                    item.encode(out, resp3);
+                }
+            }
+            Reply::Map(pairs) => {
+                if resp3 {
+                    resp::map_header(out, pairs.len());
+                } else {
+                    resp::array_header(out, pairs.len() * 2);
+                }
+                for (key, value) in pairs {
+                    key.encode(out, resp3);
+                    value.encode(out, resp3);
                 }
             }
             Reply::Deferred(_) => {
@@ -70,7 +86,7 @@ impl std::fmt::Debug for Reply {
             Reply::Deferred(_) => f.write_str("Deferred"),
             other => {
                 let mut out = BytesMut::new();
-                other.encode(&mut out);
+                other.encode(&mut out, false);
                 write!(f, "{:?}", String::from_utf8_lossy(&out))
             }
         }

@@ -531,6 +531,13 @@ impl Client {
                     self.read_into(out);
                 }
             }
+            // RESP3 map: key and value per entry.
+            Some(b'%') => {
+                let len: i64 = body[1..].parse().unwrap();
+                for _ in 0..len.max(0) * 2 {
+                    self.read_into(out);
+                }
+            }
             _ => {}
         }
     }
