@@ -32,3 +32,30 @@ fn unreachable_mysql_stops_the_start_with_a_clear_message() {
     );
     assert!(!out.contains("topsecret"), "{out}");
 }
+
+#[test]
+fn too_low_memlock_limit_stops_the_start_with_what_to_do() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("databus.toml");
+    std::fs::write(&path, GatewayConfig::new(&db).toml()).unwrap();
+    // `ulimit -l` without -S/-H lowers both limits, so the gateway cannot raise
+    // the soft one itself.
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -l 256 && exec '{}' --config '{}'",
+            env!("CARGO_BIN_EXE_databus"),
+            path.display()
+        ))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("RLIMIT_MEMLOCK is 256 KiB, but io_uring (glommio) needs at least 512 KiB"),
+        "{text}"
+    );
+    assert!(text.contains("ulimit -l"), "{text}");
+}

@@ -1,4 +1,5 @@
 //! Everything that talks to Kafka. Knows nothing about sockets or RESP.
 
+pub mod context;
 pub mod message;
 pub mod producer;

@@ -14,14 +14,18 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
+use super::context::KafkaContext;
 use crate::config::{ClusterConfig, Config};
 
 /// Room for the key, headers and framing on top of the largest value.
 const RECORD_OVERHEAD: usize = 64 * 1024;
 
+/// A cluster's producer; cloning it is cheap (an `Arc` inside).
+pub type ClusterProducer = FutureProducer<KafkaContext>;
+
 /// The producers, by cluster name.
 pub struct Producers {
-    by_cluster: HashMap<String, FutureProducer>,
+    by_cluster: HashMap<String, ClusterProducer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,15 +52,18 @@ impl Producers {
     pub fn create(config: &Config) -> Result<Producers> {
         let mut by_cluster = HashMap::new();
         for (name, cluster) in &config.clusters {
+            let context = KafkaContext {
+                cluster: name.clone(),
+            };
             let producer = producer_config(cluster, config)
-                .create()
+                .create_with_context(context)
                 .with_context(|| format!("cannot create the Kafka producer for cluster {name}"))?;
             by_cluster.insert(name.clone(), producer);
         }
         Ok(Producers { by_cluster })
     }
 
-    pub fn get(&self, cluster: &str) -> Option<&FutureProducer> {
+    pub fn get(&self, cluster: &str) -> Option<&ClusterProducer> {
         self.by_cluster.get(cluster)
     }
 
@@ -115,7 +122,7 @@ fn delivery_timeout(produce_timeout: Duration) -> Duration {
 /// Enqueues one record. Retries while librdkafka's local queue is full, until
 /// `deadline`; then hands back the delivery future.
 pub async fn send(
-    producer: &FutureProducer,
+    producer: &ClusterProducer,
     record: &Record<'_>,
     deadline: Instant,
 ) -> Result<DeliveryFuture, ProduceError> {
@@ -160,5 +167,63 @@ pub async fn acknowledged(delivery: DeliveryFuture) -> Result<(), ProduceError> 
         Ok(Ok(_)) => Ok(()),
         Ok(Err((e, _))) => Err(ProduceError::Kafka(e)),
         Err(_) => Err(ProduceError::Canceled),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SASL and TLS are configured per cluster with librdkafka properties; this
+    /// build must accept them (it links OpenSSL, which SCRAM needs too).
+    #[test]
+    fn sasl_ssl_properties_are_accepted() {
+        let config = Config::parse(
+            r#"
+            [auth]
+            mysql_url = "mysql://root@127.0.0.1:3306/databus_db"
+            [clusters.secure]
+            brokers = "127.0.0.1:9093"
+            [clusters.secure.kafka]
+            "security.protocol" = "sasl_ssl"
+            "sasl.mechanisms" = "SCRAM-SHA-512"
+            "sasl.username" = "databus"
+            "sasl.password" = "secret"
+            "ssl.endpoint.identification.algorithm" = "none"
+            "#,
+        )
+        .unwrap();
+        let producers = Producers::create(&config).unwrap();
+        assert!(producers.get("secure").is_some());
+    }
+
+    #[test]
+    fn bad_properties_fail_at_start_with_the_cluster_name() {
+        let config = Config::parse(
+            r#"
+            [auth]
+            mysql_url = "mysql://root@127.0.0.1:3306/databus_db"
+            [clusters.c1]
+            brokers = "127.0.0.1:9093"
+            [clusters.c1.kafka]
+            "no.such.property" = "1"
+            "#,
+        )
+        .unwrap();
+        let error = format!("{:#}", Producers::create(&config).err().unwrap());
+        assert!(error.contains("cluster c1"), "{error}");
+        assert!(error.contains("no.such.property"), "{error}");
+    }
+
+    #[test]
+    fn librdkafka_gives_up_just_before_produce_timeout() {
+        assert_eq!(
+            delivery_timeout(Duration::from_secs(10)),
+            Duration::from_secs(9)
+        );
+        assert_eq!(
+            delivery_timeout(Duration::from_secs(1)),
+            Duration::from_millis(750)
+        );
     }
 }

@@ -4,13 +4,12 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rdkafka::producer::FutureProducer;
 
 use super::Reply;
 use crate::auth::Dsn;
 use crate::errors;
 use crate::kafka::message::metadata_header;
-use crate::kafka::producer::{self, ProduceError, Record};
+use crate::kafka::producer::{self, ClusterProducer, ProduceError, Record};
 
 pub struct Publisher {
     /// Shared with in-flight produces, which outlive the command that made them.
@@ -23,14 +22,14 @@ pub struct Publisher {
 struct Target {
     topic: String,
     color: String,
-    producer: FutureProducer,
+    producer: ClusterProducer,
 }
 
 impl Publisher {
     pub fn new(
         dsn: &Dsn,
         cluster: String,
-        producer: FutureProducer,
+        producer: ClusterProducer,
         max_value_bytes: usize,
         produce_timeout: Duration,
     ) -> Publisher {
@@ -48,7 +47,7 @@ impl Publisher {
 
     /// Moves this connection to another cluster's producer (the app was moved in
     /// MySQL); produces already in flight finish on the old one.
-    pub fn switch_cluster(&mut self, cluster: String, producer: FutureProducer) {
+    pub fn switch_cluster(&mut self, cluster: String, producer: ClusterProducer) {
         self.target = Rc::new(Target {
             topic: self.target.topic.clone(),
             color: self.target.color.clone(),
