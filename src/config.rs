@@ -99,6 +99,10 @@ pub struct ClusterConfig {
     /// sarama hash partitioner did, so keys keep their partitions on switch-over.
     #[serde(default = "default_partitioner")]
     pub partitioner: String,
+    /// Where a consumer group with no committed offset starts: `latest` or
+    /// `earliest`.
+    #[serde(default = "default_auto_offset_reset")]
+    pub auto_offset_reset: String,
     /// Any librdkafka property, passed through (SASL/SSL settings live here).
     #[serde(default, deserialize_with = "kafka_properties")]
     pub kafka: BTreeMap<String, String>,
@@ -106,6 +110,10 @@ pub struct ClusterConfig {
 
 fn default_partitioner() -> String {
     "fnv1a_random".to_owned()
+}
+
+fn default_auto_offset_reset() -> String {
+    "latest".to_owned()
 }
 
 /// librdkafka's built-in partitioners (CONFIGURATION.md, `partitioner`).
@@ -202,6 +210,13 @@ impl Config {
             }
         }
         at_least_one("consumer.batch", self.consumer.batch)?;
+        if s.sub_idle_timeout <= self.consumer.poll_timeout {
+            bail!(
+                "invalid value for server.sub_idle_timeout: it must be longer than consumer.poll_timeout \
+                 ({:?}), since an MGET long poll counts as idle time",
+                self.consumer.poll_timeout
+            );
+        }
         if self.auth.mysql_url.trim().is_empty() {
             bail!("invalid value for auth.mysql_url: must not be empty");
         }
@@ -211,6 +226,12 @@ impl Config {
         for (name, cluster) in &self.clusters {
             if cluster.brokers.trim().is_empty() {
                 bail!("invalid value for clusters.{name}.brokers: must not be empty");
+            }
+            if !["latest", "earliest"].contains(&cluster.auto_offset_reset.as_str()) {
+                bail!(
+                    "invalid value for clusters.{name}.auto_offset_reset: {:?} is not latest or earliest",
+                    cluster.auto_offset_reset
+                );
             }
             if !PARTITIONERS.contains(&cluster.partitioner.as_str()) {
                 bail!(
@@ -302,6 +323,7 @@ mod tests {
         assert_eq!(c.server.produce_timeout, Duration::from_secs(10));
         assert_eq!(c.auth.refresh_interval, Duration::from_secs(60));
         assert_eq!(c.clusters["cluster1"].partitioner, "fnv1a_random");
+        assert_eq!(c.clusters["cluster1"].auto_offset_reset, "latest");
         assert_eq!(c.consumer.batch, 100);
         assert_eq!(c.consumer.batch_window, Duration::from_millis(100));
         assert_eq!(c.consumer.poll_timeout, Duration::from_secs(30));
@@ -334,6 +356,10 @@ mod tests {
             "{MINIMAL}\n[server]\nauth_timeout = \"5 parsecs\"\n"
         ));
         assert!(e.contains("auth_timeout"), "{e}");
+        let e = error_of(&format!(
+            "{MINIMAL}\n[server]\nsub_idle_timeout = \"30s\"\n"
+        ));
+        assert!(e.contains("server.sub_idle_timeout"), "{e}");
         let e = error_of(&format!("{MINIMAL}\n[server]\nmax_connections = 0\n"));
         assert!(e.contains("server.max_connections"), "{e}");
         let e = error_of(&format!("{MINIMAL}\n[server]\naddr = \"nowhere\"\n"));

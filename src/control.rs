@@ -23,6 +23,8 @@ pub struct Control {
     thread: JoinHandle<()>,
     stop: watch::Sender<bool>,
     pub auth: Arc<AuthHub>,
+    /// The control thread's runtime, where consumer-group members run.
+    pub runtime: tokio::runtime::Handle,
     /// Turns true when a signal asks the process to stop.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -50,13 +52,14 @@ impl Control {
                 runtime.block_on(run(config, ready_tx, stop_rx, shutdown_tx));
             })
             .context("cannot start the control thread")?;
-        let auth = ready_rx
+        let (auth, runtime) = ready_rx
             .recv()
             .map_err(|_| anyhow!("the control thread stopped during start-up"))??;
         Ok(Control {
             thread,
             stop: stop_tx,
             auth,
+            runtime,
             shutdown: shutdown_rx,
         })
     }
@@ -69,7 +72,7 @@ impl Control {
 
 async fn run(
     config: AuthConfig,
-    ready: mpsc::Sender<Result<Arc<AuthHub>>>,
+    ready: mpsc::Sender<Result<(Arc<AuthHub>, tokio::runtime::Handle)>>,
     mut stop: watch::Receiver<bool>,
     shutdown: watch::Sender<bool>,
 ) {
@@ -107,7 +110,7 @@ async fn run(
             return;
         }
     };
-    let _ = ready.send(Ok(Arc::clone(&hub)));
+    let _ = ready.send(Ok((Arc::clone(&hub), tokio::runtime::Handle::current())));
 
     let mut refresh = tokio::time::interval(config.refresh_interval);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

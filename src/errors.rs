@@ -31,6 +31,10 @@ pub fn may_not_subscribe(group: &str) -> String {
     format!("NOPERM group {group} may not subscribe")
 }
 
+pub fn too_many_consumers(topic: &str) -> String {
+    format!("ERR too many consumers for topic {topic}")
+}
+
 pub fn cluster_not_configured(cluster: &str) -> String {
     format!("ERR cluster {cluster} is not configured")
 }

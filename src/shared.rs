@@ -8,12 +8,14 @@ use tokio::sync::watch;
 
 use crate::auth::AuthHub;
 use crate::config::Config;
+use crate::kafka::consumer::ConsumerService;
 use crate::kafka::producer::Producers;
 
 pub struct Shared {
     pub config: Config,
     pub auth: Arc<AuthHub>,
     pub producers: Producers,
+    pub consumers: ConsumerService,
     /// Turns true once when the process starts shutting down.
     pub shutdown: watch::Receiver<bool>,
     connections: AtomicUsize,
@@ -36,12 +38,14 @@ impl Shared {
         config: Config,
         auth: Arc<AuthHub>,
         producers: Producers,
+        consumers: ConsumerService,
         shutdown: watch::Receiver<bool>,
     ) -> Shared {
         Shared {
             config,
             auth,
             producers,
+            consumers,
             shutdown,
             connections: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::Config;
 use crate::control::Control;
+use crate::kafka::consumer::ConsumerService;
 use crate::kafka::producer::Producers;
 use crate::server::Server;
 use crate::shared::Shared;
@@ -19,10 +20,12 @@ pub fn run(config: Config) -> Result<()> {
     ensure_memlock()?;
     let producers = Producers::create(&config)?;
     let control = Control::start(config.auth.clone())?;
+    let consumers = ConsumerService::new(&config, control.runtime.clone());
     let shared = Arc::new(Shared::new(
         config,
         Arc::clone(&control.auth),
         producers,
+        consumers,
         control.shutdown.clone(),
     ));
     let server = Server::start(Arc::clone(&shared))?;
@@ -31,7 +34,17 @@ pub fn run(config: Config) -> Result<()> {
     server.join();
     let started = Instant::now();
     let limit = shared.config.server.shutdown_timeout;
-    shared.producers.flush_all(limit);
+    // Closed connections already dropped their members; wait for them to commit
+    // and leave their groups while the control thread still runs them.
+    if !shared.consumers.wait_until_all_left(limit) {
+        tracing::warn!(
+            live = shared.consumers.live_members(),
+            "consumer members still open at the shutdown limit"
+        );
+    }
+    shared
+        .producers
+        .flush_all(limit.saturating_sub(started.elapsed()));
     tracing::info!(
         in_flight = shared.producers.in_flight(),
         flush = ?started.elapsed(),

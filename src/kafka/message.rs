@@ -1,14 +1,37 @@
-//! Wire types shared with clients: the protobuf `Header` carried in a record's
-//! `metadata` header (protocol.md §4).
+//! Wire types shared with clients (protocol.md §4, §5; `proto/databus.proto`):
+//! the protobuf `Header` carried in a record's `metadata` header, and the two
+//! encodings of a consumed message returned by `MGET`, protobuf `MessagePB` and
+//! JSON.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use bytes::Bytes;
 use prost::Message;
 
 /// `message Header { map<string, string> metadata = 1; }` (package infra.databus).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Header {
     #[prost(map = "string, string", tag = "1")]
+    pub metadata: HashMap<String, String>,
+}
+
+/// `MessagePB` (package infra.databus); field numbers are the original service's.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MessagePb {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub topic: String,
+    #[prost(int32, tag = "4")]
+    pub partition: i32,
+    #[prost(int64, tag = "5")]
+    pub offset: i64,
+    /// Seconds since the epoch.
+    #[prost(int64, tag = "6")]
+    pub timestamp: i64,
+    #[prost(map = "string, string", tag = "7")]
     pub metadata: HashMap<String, String>,
 }
 
@@ -23,6 +46,124 @@ pub fn metadata_header(raw: &[u8]) -> Option<Vec<u8>> {
     }
     Header::decode(raw).ok()?;
     Some(raw.to_vec())
+}
+
+/// How `MGET` encodes each message: `pb` (any case) or JSON for anything else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    pub fn from_arg(arg: Option<&[u8]>) -> Encoding {
+        match arg {
+            Some(a) if a.eq_ignore_ascii_case(b"pb") => Encoding::Protobuf,
+            _ => Encoding::Json,
+        }
+    }
+}
+
+/// A consumed record, borrowed from the consumer, ready to be encoded.
+pub struct Consumed<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    /// The raw `metadata` header, a protobuf `Header`.
+    pub metadata: Option<&'a [u8]>,
+}
+
+/// What encoding noticed, for metrics and logs.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct EncodeNotes {
+    /// The value was not JSON and went out as a JSON string.
+    pub value_not_json: bool,
+}
+
+impl Consumed<'_> {
+    pub fn encode(&self, encoding: Encoding) -> (Bytes, EncodeNotes) {
+        match encoding {
+            Encoding::Protobuf => (self.encode_pb(), EncodeNotes::default()),
+            Encoding::Json => self.encode_json(),
+        }
+    }
+
+    fn metadata_map(&self) -> Option<HashMap<String, String>> {
+        let header = Header::decode(self.metadata?).ok()?;
+        Some(header.metadata)
+    }
+
+    fn timestamp_secs(&self) -> i64 {
+        self.timestamp_ms.map_or(0, |ms| ms.div_euclid(1000))
+    }
+
+    fn encode_pb(&self) -> Bytes {
+        MessagePb {
+            key: String::from_utf8_lossy(self.key.unwrap_or_default()).into_owned(),
+            value: self.value.unwrap_or_default().to_vec(),
+            topic: self.topic.to_owned(),
+            partition: self.partition,
+            offset: self.offset,
+            timestamp: self.timestamp_secs(),
+            metadata: self.metadata_map().unwrap_or_default(),
+        }
+        .encode_to_vec()
+        .into()
+    }
+
+    /// `{"key":..,"value":..,"topic":..,"partition":..,"offset":..,"timestamp":..,"metadata":..}`
+    /// in exactly this order (clients of the original service parse it so).
+    fn encode_json(&self) -> (Bytes, EncodeNotes) {
+        let mut notes = EncodeNotes::default();
+        let value_len = self.value.map_or(4, <[u8]>::len);
+        let mut out = Vec::with_capacity(96 + self.topic.len() + value_len);
+        out.extend_from_slice(b"{\"key\":");
+        json_string(
+            &mut out,
+            &String::from_utf8_lossy(self.key.unwrap_or_default()),
+        );
+        out.extend_from_slice(b",\"value\":");
+        match self.value {
+            None => out.extend_from_slice(b"null"),
+            Some(v) if is_json(v) => out.extend_from_slice(v),
+            Some(v) => {
+                notes.value_not_json = true;
+                json_string(&mut out, &String::from_utf8_lossy(v));
+            }
+        }
+        out.extend_from_slice(b",\"topic\":");
+        json_string(&mut out, self.topic);
+        out.extend_from_slice(
+            format!(
+                ",\"partition\":{},\"offset\":{},\"timestamp\":{},\"metadata\":",
+                self.partition,
+                self.offset,
+                self.timestamp_secs()
+            )
+            .as_bytes(),
+        );
+        match self.metadata_map() {
+            // Sorted, so the same record always encodes to the same bytes.
+            Some(map) => {
+                let sorted: BTreeMap<_, _> = map.into_iter().collect();
+                serde_json::to_writer(&mut out, &sorted).expect("a map of strings serialises");
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.push(b'}');
+        (out.into(), notes)
+    }
+}
+
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(out, s).expect("a string serialises");
+}
+
+fn is_json(value: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(value).is_ok()
 }
 
 #[cfg(test)]
@@ -50,5 +191,77 @@ mod tests {
         assert_eq!(metadata_header(br#"{"n":1}"#), None);
         assert_eq!(metadata_header(b"{not json"), None);
         assert_eq!(metadata_header(b"\xff\xff\xff"), None);
+    }
+
+    fn consumed<'a>(value: Option<&'a [u8]>, metadata: Option<&'a [u8]>) -> Consumed<'a> {
+        Consumed {
+            key: Some(b"k"),
+            value,
+            topic: "t",
+            partition: 0,
+            offset: 5,
+            timestamp_ms: Some(1_546_300_800_999),
+            metadata,
+        }
+    }
+
+    #[test]
+    fn json_has_the_spec_field_order_and_raw_values() {
+        let (json, notes) = consumed(Some(br#"{"a": [1, 2]}"#), None).encode(Encoding::Json);
+        assert_eq!(
+            json,
+            r#"{"key":"k","value":{"a": [1, 2]},"topic":"t","partition":0,"offset":5,"timestamp":1546300800,"metadata":null}"#
+        );
+        assert_eq!(notes, EncodeNotes::default());
+    }
+
+    #[test]
+    fn json_strings_for_non_json_values_null_for_none() {
+        let (json, notes) = consumed(Some(b"plain \"text\" \xff"), None).encode(Encoding::Json);
+        let want = "{\"key\":\"k\",\"value\":\"plain \\\"text\\\" \u{fffd}\",";
+        assert!(json.starts_with(want.as_bytes()), "{json:?}");
+        assert!(notes.value_not_json);
+        let (json, _) = consumed(None, None).encode(Encoding::Json);
+        assert!(
+            json.starts_with(br#"{"key":"k","value":null,"topic""#),
+            "{json:?}"
+        );
+    }
+
+    #[test]
+    fn metadata_becomes_an_object() {
+        let header = metadata_header(br#"{"b":"2","a":"1"}"#).unwrap();
+        let (json, _) = consumed(Some(b"1"), Some(&header)).encode(Encoding::Json);
+        assert!(
+            json.ends_with(br#""metadata":{"a":"1","b":"2"}}"#),
+            "{json:?}"
+        );
+    }
+
+    #[test]
+    fn protobuf_round_trip() {
+        let header = metadata_header(br#"{"a":"1"}"#).unwrap();
+        let (pb, _) = consumed(Some(b"\x00bin"), Some(&header)).encode(Encoding::Protobuf);
+        let m = MessagePb::decode(pb).unwrap();
+        assert_eq!(
+            (
+                m.key.as_str(),
+                m.value.as_slice(),
+                m.topic.as_str(),
+                m.partition,
+                m.offset,
+                m.timestamp
+            ),
+            ("k", &b"\x00bin"[..], "t", 0, 5, 1_546_300_800)
+        );
+        assert_eq!(m.metadata["a"], "1");
+    }
+
+    #[test]
+    fn encoding_argument() {
+        assert_eq!(Encoding::from_arg(Some(b"PB")), Encoding::Protobuf);
+        assert_eq!(Encoding::from_arg(Some(b"json")), Encoding::Json);
+        assert_eq!(Encoding::from_arg(Some(b"x")), Encoding::Json);
+        assert_eq!(Encoding::from_arg(None), Encoding::Json);
     }
 }

@@ -47,12 +47,34 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let (reader, writer) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_bounded(shared.config.server.max_pipeline);
     let session = Session::new(Arc::clone(&shared), peer);
-    future::zip(
-        read_side(reader, session, tx, &shared),
-        write_side(writer, rx),
+    let mut writing = std::pin::pin!(write_side(writer, rx));
+    let reading = read_side(reader, session, tx, &shared);
+    // The writer ends first after a reply that closes the connection, or when
+    // the client stopped taking replies; then reading stops too.
+    let ended = future::or(
+        async {
+            (&mut writing).await;
+            None
+        },
+        async { Some(reading.await) },
     )
     .await;
+    // Otherwise the reader ended. Replies still pending are written unless the
+    // client is gone: dropping them then cancels what waits for them (a
+    // subscriber's long poll) at once.
+    if ended == Some(ReadEnd::Finish) {
+        writing.await;
+    }
     tracing::debug!(%peer, "connection closed");
+}
+
+/// Why the reader stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReadEnd {
+    /// The client closed its side or the socket failed: nobody reads replies.
+    ClientGone,
+    /// The gateway ends the connection: pending replies are still written.
+    Finish,
 }
 
 enum Event {
@@ -67,7 +89,7 @@ async fn read_side(
     mut session: Session,
     tx: LocalSender<Outgoing>,
     shared: &Shared,
-) {
+) -> ReadEnd {
     let server = &shared.config.server;
     let mut parser = Parser::new(Limits {
         max_args: server.max_args,
@@ -90,21 +112,21 @@ async fn read_side(
                     let step = session.handle(command);
                     let resp3 = session.resp3();
                     if send(&tx, step.reply, resp3).await.is_err() {
-                        return;
+                        return ReadEnd::Finish;
                     }
                     match step.then {
                         Then::Continue => {}
-                        Then::Close => return,
+                        Then::Close => return ReadEnd::Finish,
                         Then::RefuseRestAndClose => {
                             refuse_buffered(&mut parser, &mut buf, &tx, resp3).await;
-                            return;
+                            return ReadEnd::Finish;
                         }
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
                     let _ = send(&tx, Reply::error(errors::protocol(&e)), session.resp3()).await;
-                    return;
+                    return ReadEnd::Finish;
                 }
             }
         }
@@ -150,21 +172,21 @@ async fn read_side(
                     MIN_READ
                 };
             }
-            Event::Read(_) => return,
+            Event::Read(_) => return ReadEnd::ClientGone,
             Event::Deadline => {
                 if session.role().is_none() {
                     let _ = send(&tx, Reply::error(errors::AUTH_TIMEOUT), false).await;
                 }
-                return;
+                return ReadEnd::Finish;
             }
             Event::GrantsChanged => {
                 buf.truncate(start);
                 if let Some(error) = session.recheck() {
                     let _ = send(&tx, error, session.resp3()).await;
-                    return;
+                    return ReadEnd::Finish;
                 }
             }
-            Event::Shutdown => return,
+            Event::Shutdown => return ReadEnd::Finish,
         }
     }
 }
@@ -223,6 +245,9 @@ async fn write_side(mut writer: WriteHalf<TcpStream>, rx: LocalReceiver<Outgoing
             ready => ready,
         };
         reply.encode(&mut out, resp3);
+        if matches!(reply, Reply::ErrorThenClose(_)) {
+            break;
+        }
         if out.len() >= WRITE_BATCH && flush(&mut writer, &mut out).await.is_err() {
             return;
         }

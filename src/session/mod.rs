@@ -159,9 +159,9 @@ impl Session {
                 [key, metadata, value] => p.hset(key.clone(), metadata, value.clone()),
                 _ => Reply::error(errors::wrong_arity(command.name())),
             },
-            (State::Subscriber(_, s), b"MGET") => s.mget(),
+            (State::Subscriber(_, s), b"MGET") => s.mget(args),
             (State::Subscriber(_, s), b"SET") => match args {
-                [_, _] => s.commit(),
+                [partition, offset] => s.commit(partition, offset),
                 _ => Reply::error(errors::wrong_arity(command.name())),
             },
             (_, b"SET" | b"HSET" | b"MGET") => {
@@ -245,7 +245,19 @@ impl Session {
                 State::Publisher(Authenticated { raw, dsn }, publisher)
             }
             Role::Sub => {
-                let subscriber = Subscriber::new(&dsn, grant.cluster);
+                let group = Subscriber::group_name(&dsn);
+                let joined =
+                    self.shared
+                        .consumers
+                        .join(&grant.cluster, &group, &dsn.topic, &dsn.color);
+                let member = match joined {
+                    Ok(member) => member,
+                    Err(e) => {
+                        tracing::warn!(peer = %self.peer, %group, error = %e, "cannot create consumer");
+                        return Step::auth_failed(Reply::error(errors::kafka(&e)));
+                    }
+                };
+                let subscriber = Subscriber::new(&dsn, grant.cluster, member);
                 State::Subscriber(Authenticated { raw, dsn }, subscriber)
             }
         };

@@ -21,6 +21,8 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// Key/value pairs: a flat array in RESP2, a map in RESP3.
     Map(Vec<(Reply, Reply)>),
+    /// An error after which the connection closes.
+    ErrorThenClose(Cow<'static, str>),
     /// Answered later; the future never fails, it resolves to an error reply.
     Deferred(Pin<Box<dyn Future<Output = Reply>>>),
 }
@@ -50,7 +52,7 @@ impl Reply {
     pub fn encode(&self, out: &mut BytesMut, resp3: bool) {
         match self {
             Reply::Simple(s) => resp::simple(out, s),
-            Reply::Error(e) => resp::error(out, e),
+            Reply::Error(e) | Reply::ErrorThenClose(e) => resp::error(out, e),
             Reply::Integer(n) => resp::integer(out, *n),
             Reply::Bulk(b) => resp::bulk(out, b),
             Reply::Null if resp3 => resp::null(out),

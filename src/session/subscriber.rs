@@ -1,35 +1,73 @@
-//! The subscriber role (protocol.md §5). Consuming (MGET, offset commits) is built
-//! on the control thread's consumer service; until then an authenticated
-//! subscriber connection is accepted and told plainly that it cannot consume yet.
+//! The subscriber role (protocol.md §5): `MGET [pb|json]` fetches the next batch
+//! from this connection's consumer-group member, `SET <partition> <offset>`
+//! commits.
+
+use bytes::Bytes;
 
 use super::Reply;
 use crate::auth::Dsn;
+use crate::errors;
+use crate::kafka::consumer::{Fetched, Member};
+use crate::kafka::message::Encoding;
 
 pub struct Subscriber {
     pub cluster: String,
-    pub group: String,
-    pub topic: String,
+    topic: String,
+    member: Member,
 }
 
 impl Subscriber {
-    pub fn new(dsn: &Dsn, cluster: String) -> Subscriber {
-        let group = if dsn.color.is_empty() {
-            dsn.group.clone()
-        } else {
-            format!("{}-{}", dsn.group, dsn.color)
-        };
+    pub fn new(dsn: &Dsn, cluster: String, member: Member) -> Subscriber {
         Subscriber {
             cluster,
-            group,
             topic: dsn.topic.clone(),
+            member,
         }
     }
 
-    pub fn mget(&self) -> Reply {
-        Reply::error("ERR MGET is not implemented yet")
+    /// The consumer group of a subscriber: `<group>`, or `<group>-<color>` so that
+    /// each color consumes the whole topic on its own.
+    pub fn group_name(dsn: &Dsn) -> String {
+        if dsn.color.is_empty() {
+            dsn.group.clone()
+        } else {
+            format!("{}-{}", dsn.group, dsn.color)
+        }
     }
 
-    pub fn commit(&self) -> Reply {
-        Reply::error("ERR offset commits are not implemented yet")
+    /// `MGET [pb|json]`
+    pub fn mget(&self, args: &[Bytes]) -> Reply {
+        let fetched = self
+            .member
+            .fetch(Encoding::from_arg(args.first().map(|a| a.as_ref())));
+        let topic = self.topic.clone();
+        Reply::start(async move {
+            match fetched.await {
+                Fetched::Messages(batch) => {
+                    Reply::Array(batch.into_iter().map(Reply::Bulk).collect())
+                }
+                // The member takes a slot in the group for nothing: close it.
+                Fetched::TooManyConsumers => {
+                    Reply::ErrorThenClose(errors::too_many_consumers(&topic).into())
+                }
+                Fetched::Gone => Reply::ErrorThenClose(errors::SHUTTING_DOWN.into()),
+            }
+        })
     }
+
+    /// `SET <partition> <offset>`: the group's position on that partition becomes
+    /// `offset + 1`.
+    pub fn commit(&self, partition: &[u8], offset: &[u8]) -> Reply {
+        match (number::<i32>(partition), number::<i64>(offset)) {
+            (Some(partition), Some(offset)) if partition >= 0 && offset >= 0 => {
+                self.member.commit(partition, offset);
+                Reply::OK
+            }
+            _ => Reply::error(errors::COMMIT_PARAMS),
+        }
+    }
+}
+
+fn number<T: std::str::FromStr>(raw: &[u8]) -> Option<T> {
+    std::str::from_utf8(raw).ok()?.parse().ok()
 }

@@ -264,6 +264,10 @@ pub struct GatewayConfig<'a> {
     pub extra: &'a str,
     pub refresh_interval: &'a str,
     pub shards: usize,
+    /// Extra keys for `[clusters.cluster1]`.
+    pub cluster: &'a str,
+    /// Keys for `[consumer]`.
+    pub consumer: &'a str,
 }
 
 impl<'a> GatewayConfig<'a> {
@@ -274,18 +278,23 @@ impl<'a> GatewayConfig<'a> {
             extra: "",
             refresh_interval: "60s",
             shards: 1,
+            cluster: "",
+            // A short session: group joins take half of it on this broker.
+            consumer: "session_timeout = \"6s\"",
         }
     }
 
     pub fn toml(&self) -> String {
         format!(
             "[server]\naddr = \"127.0.0.1:0\"\nshards = {}\n{}\n\n[auth]\nmysql_url = \"{}\"\nrefresh_interval = \"{}\"\n\n\
-             [clusters.cluster1]\nbrokers = \"{}\"\n\n[metrics]\naddr = \"\"\n\n{}\n",
+             [clusters.cluster1]\nbrokers = \"{}\"\n{}\n\n[consumer]\n{}\n\n[metrics]\naddr = \"\"\n\n{}\n",
             self.shards,
             self.server,
             self.db.url(),
             self.refresh_interval,
             brokers(),
+            self.cluster,
+            self.consumer,
             self.extra
         )
     }
@@ -347,6 +356,10 @@ impl Gateway {
         Client::connect(self.addr)
     }
 
+    pub fn subscriber(&self, dsn: &str) -> Client {
+        self.publisher(dsn)
+    }
+
     pub fn publisher(&self, dsn: &str) -> Client {
         let mut c = self.client();
         c.auth_ok(dsn);
@@ -373,6 +386,17 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        // A failing test shows what the gateway was doing.
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(300)..];
+            eprintln!(
+                "--- gateway log (last {} lines) ---\n{}",
+                tail.len(),
+                tail.join("\n")
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -540,6 +564,30 @@ impl Client {
             }
             _ => {}
         }
+    }
+
+    /// Sends `MGET [encoding]` and returns the bulk strings of the array reply,
+    /// byte for byte.
+    pub fn mget(&mut self, encoding: &str) -> Vec<Vec<u8>> {
+        self.send_command(&[b"MGET", encoding.as_bytes()]);
+        let mut header = String::new();
+        self.reader
+            .read_line(&mut header)
+            .expect("MGET reply within WAIT");
+        assert!(header.starts_with('*'), "MGET answered {header:?}");
+        let count: usize = header[1..].trim_end().parse().unwrap();
+        (0..count)
+            .map(|_| {
+                let mut line = String::new();
+                self.reader.read_line(&mut line).unwrap();
+                assert!(line.starts_with('$'), "{line:?}");
+                let len: usize = line[1..].trim_end().parse().unwrap();
+                let mut data = vec![0; len + 2];
+                self.reader.read_exact(&mut data).unwrap();
+                data.truncate(len);
+                data
+            })
+            .collect()
     }
 
     /// Asserts that the server closes the connection (EOF) with nothing more sent.

@@ -1,0 +1,618 @@
+//! Consumer-group members: one rdkafka consumer per subscriber connection
+//! (protocol.md §5), each driven by a task on the control thread's tokio runtime.
+//!
+//! A shard holds a [`Member`] handle and sends it commands in command order over
+//! a channel (commits, fetches); a fetch's answer comes back on a oneshot. So a
+//! client's pipelined commits are applied before the MGET behind them, and an
+//! idle member costs no CPU: its task sleeps on the channel, and a fetch sleeps
+//! in the consumer until librdkafka has a message or the poll times out.
+//!
+//! Commits are forward-only, sent to Kafka every second and when the member
+//! leaves or loses a partition in a rebalance. A commit for a partition this
+//! member does not own is dropped: the owner redelivers the data.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::time::Instant;
+
+use super::context::KafkaContext;
+use super::message::{Consumed, Encoding};
+use crate::config::Config;
+
+/// How often a member sends the client's commits to Kafka.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// MGET's batching settings (`[consumer]`).
+#[derive(Clone, Debug)]
+pub struct FetchSettings {
+    pub batch: usize,
+    pub batch_window: Duration,
+    pub poll_timeout: Duration,
+}
+
+/// Counters across all members, for metrics and INFO.
+#[derive(Default, Debug)]
+pub struct ConsumerStats {
+    pub messages_delivered: AtomicU64,
+    pub messages_skipped: AtomicU64,
+    pub values_not_json: AtomicU64,
+    pub commits_applied: AtomicU64,
+    pub commits_dropped: AtomicU64,
+}
+
+/// Creates members and keeps count of the live ones.
+pub struct ConsumerService {
+    runtime: tokio::runtime::Handle,
+    /// Per cluster, the consumer configuration minus `group.id`.
+    clusters: HashMap<String, ClientConfig>,
+    settings: FetchSettings,
+    live: Arc<LiveMembers>,
+    pub stats: Arc<ConsumerStats>,
+    /// Numbers members in logs, so one member's story can be followed.
+    next_member: AtomicU64,
+}
+
+/// What a subscriber connection holds. Dropping it makes the member commit what
+/// the client committed and leave the group.
+pub struct Member {
+    commands: mpsc::UnboundedSender<Command>,
+    _gone: oneshot::Sender<()>,
+}
+
+enum Command {
+    Fetch {
+        encoding: Encoding,
+        reply: oneshot::Sender<Fetched>,
+    },
+    Commit {
+        partition: i32,
+        offset: i64,
+    },
+}
+
+/// The answer to a fetch.
+pub enum Fetched {
+    Messages(Vec<Bytes>),
+    /// A completed rebalance left this member without partitions.
+    TooManyConsumers,
+    /// The member's task has ended (the gateway is stopping).
+    Gone,
+}
+
+impl ConsumerService {
+    pub fn new(config: &Config, runtime: tokio::runtime::Handle) -> ConsumerService {
+        let clusters = config
+            .clusters
+            .iter()
+            .map(|(name, cluster)| {
+                let mut c = ClientConfig::new();
+                c.set("bootstrap.servers", &cluster.brokers)
+                    .set("client.id", "databus")
+                    .set("enable.auto.commit", "false")
+                    .set("enable.auto.offset.store", "false")
+                    .set("auto.offset.reset", &cluster.auto_offset_reset)
+                    .set(
+                        "session.timeout.ms",
+                        config.consumer.session_timeout.as_millis().to_string(),
+                    )
+                    .set(
+                        "max.poll.interval.ms",
+                        max_poll_interval(config).as_millis().to_string(),
+                    );
+                // The operator's properties (security settings above all) apply
+                // to consumers as to producers, and win.
+                for (key, value) in &cluster.kafka {
+                    c.set(key, value);
+                }
+                (name.clone(), c)
+            })
+            .collect();
+        ConsumerService {
+            runtime,
+            clusters,
+            settings: FetchSettings {
+                batch: config.consumer.batch,
+                batch_window: config.consumer.batch_window,
+                poll_timeout: config.consumer.poll_timeout,
+            },
+            live: Arc::new(LiveMembers::default()),
+            stats: Arc::new(ConsumerStats::default()),
+            next_member: AtomicU64::new(1),
+        }
+    }
+
+    /// Makes a new member of consumer group `group` subscribed to `topic`. It joins
+    /// the group in the background; its first fetch waits for the assignment.
+    pub fn join(
+        &self,
+        cluster: &str,
+        group: &str,
+        topic: &str,
+        color: &str,
+    ) -> KafkaResult<Member> {
+        let Some(base) = self.clusters.get(cluster) else {
+            return Err(KafkaError::ClientCreation(format!(
+                "cluster {cluster} is not configured"
+            )));
+        };
+        let mut config = base.clone();
+        config.set("group.id", group);
+        let context = MemberContext {
+            log: KafkaContext {
+                cluster: cluster.to_owned(),
+            },
+            member: self.next_member.fetch_add(1, Ordering::Relaxed),
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+            state: Mutex::new(GroupState::default()),
+            rebalanced: Notify::new(),
+        };
+        // StreamConsumer starts a wake-up task on the current tokio runtime.
+        let _runtime = self.runtime.enter();
+        let consumer: StreamConsumer<MemberContext> = config.create_with_context(context)?;
+        consumer.subscribe(&[topic])?;
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let (gone, gone_signal) = oneshot::channel();
+        let task = MemberTask {
+            consumer,
+            settings: self.settings.clone(),
+            color: color.to_owned(),
+            stats: Arc::clone(&self.stats),
+        };
+        let live = Arc::clone(&self.live);
+        live.enter();
+        self.runtime.spawn(async move {
+            task.run(receiver, gone_signal).await;
+            live.leave();
+        });
+        Ok(Member {
+            commands,
+            _gone: gone,
+        })
+    }
+
+    /// Members still live (joined and not yet closed).
+    pub fn live_members(&self) -> usize {
+        *self.live.lock()
+    }
+
+    /// Waits, up to `limit`, for every member to have left its group; called at
+    /// shutdown, after the connections closed, while the control thread runs.
+    pub fn wait_until_all_left(&self, limit: Duration) -> bool {
+        let guard = self.live.lock();
+        let (guard, _) = self
+            .live
+            .all_left
+            .wait_timeout_while(guard, limit, |live| *live > 0)
+            .unwrap_or_else(|e| e.into_inner());
+        *guard == 0
+    }
+}
+
+/// How long a member may go without polling before it leaves its group; it is
+/// also the rebalance timeout: how long the coordinator waits for members to
+/// rejoin. A member polls only during MGET, and a healthy client is never away
+/// longer than `sub_idle_timeout` plus one long poll (its connection is closed
+/// then). librdkafka's 5-minute default would let one vanished member stall a
+/// group's rebalance that long.
+fn max_poll_interval(config: &Config) -> Duration {
+    (config.server.sub_idle_timeout + config.consumer.poll_timeout)
+        .max(config.consumer.session_timeout)
+}
+
+#[derive(Default)]
+struct LiveMembers {
+    count: Mutex<usize>,
+    all_left: Condvar,
+}
+
+impl LiveMembers {
+    fn lock(&self) -> MutexGuard<'_, usize> {
+        self.count.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn enter(&self) {
+        *self.lock() += 1;
+    }
+
+    fn leave(&self) {
+        let mut count = self.lock();
+        *count -= 1;
+        if *count == 0 {
+            self.all_left.notify_all();
+        }
+    }
+}
+
+impl Member {
+    /// Asks for the next batch. The request is queued at once (after any commit
+    /// queued before it); the future resolves when the batch is ready.
+    pub fn fetch(&self, encoding: Encoding) -> impl std::future::Future<Output = Fetched> {
+        let (reply, answer) = oneshot::channel();
+        let queued = self
+            .commands
+            .send(Command::Fetch { encoding, reply })
+            .is_ok();
+        async move {
+            if !queued {
+                return Fetched::Gone;
+            }
+            answer.await.unwrap_or(Fetched::Gone)
+        }
+    }
+
+    /// The client committed `offset` on `partition`: the group's position
+    /// becomes `offset + 1` (never backwards).
+    pub fn commit(&self, partition: i32, offset: i64) {
+        let _ = self.commands.send(Command::Commit { partition, offset });
+    }
+}
+
+struct MemberTask {
+    consumer: StreamConsumer<MemberContext>,
+    settings: FetchSettings,
+    color: String,
+    stats: Arc<ConsumerStats>,
+}
+
+impl MemberTask {
+    async fn run(
+        self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        gone: oneshot::Receiver<()>,
+    ) {
+        let context = self.consumer.context();
+        tracing::debug!(member = context.member, group = %context.group, topic = %context.topic,
+            "consumer member joining");
+        let mut gone = Some(gone);
+        let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
+        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    None => break,
+                    Some(Command::Commit { partition, offset }) => self.apply_commit(partition, offset),
+                    Some(Command::Fetch { encoding, reply }) => {
+                        self.fetch(encoding, reply, &mut gone).await;
+                    }
+                },
+                _ = commit_tick.tick() => self.send_commits(CommitMode::Async),
+            }
+        }
+        // Leaving blocks in librdkafka (final commit, LeaveGroup), so it runs off
+        // the control thread's only worker.
+        let (member, group) = (context.member, context.group.clone());
+        let consumer = self.consumer;
+        let left = tokio::task::spawn_blocking(move || {
+            send_commits(&consumer, CommitMode::Sync);
+            consumer.unsubscribe();
+            drop(consumer);
+        })
+        .await;
+        if let Err(e) = left {
+            tracing::warn!(member, %group, error = %e, "consumer member did not close cleanly");
+        }
+        tracing::debug!(member, %group, "consumer member left");
+    }
+
+    fn apply_commit(&self, partition: i32, offset: i64) {
+        let context = self.consumer.context();
+        let mut state = context.lock();
+        if !state.assigned.contains(&partition) {
+            self.stats.commits_dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(member = context.member, group = %context.group, partition, offset,
+                "commit dropped: partition not owned by this member");
+            return;
+        }
+        self.stats.commits_applied.fetch_add(1, Ordering::Relaxed);
+        state
+            .offsets
+            .entry(partition)
+            .or_default()
+            .client_commit(offset);
+    }
+
+    fn send_commits(&self, mode: CommitMode) {
+        send_commits(&self.consumer, mode);
+    }
+
+    /// One MGET: up to `batch` messages; once one arrived, at most `batch_window`
+    /// more waiting; nothing for `poll_timeout` answers an empty batch.
+    async fn fetch(
+        &self,
+        encoding: Encoding,
+        mut reply: oneshot::Sender<Fetched>,
+        gone: &mut Option<oneshot::Receiver<()>>,
+    ) {
+        let context = self.consumer.context();
+        let poll_deadline = Instant::now() + self.settings.poll_timeout;
+        let mut deadline = poll_deadline;
+        let mut batch = Vec::new();
+        loop {
+            if context.lock().starved {
+                let _ = reply.send(Fetched::TooManyConsumers);
+                return;
+            }
+            tokio::select! {
+                // The client went away mid-MGET: nobody to answer.
+                _ = reply.closed() => return,
+                // The connection is closing: answer with what there is.
+                _ = connection_closed(gone) => break,
+                // A rebalance finished: check for starvation again.
+                _ = context.rebalanced.notified() => continue,
+                received = tokio::time::timeout_at(deadline, self.consumer.recv()) => match received {
+                    Err(_elapsed) => break,
+                    Ok(Err(e)) => {
+                        tracing::warn!(group = %context.group, error = %e, "consumer error");
+                    }
+                    Ok(Ok(message)) => {
+                        if let Some(encoded) = self.accept(&message, encoding) {
+                            batch.push(encoded);
+                            if batch.len() >= self.settings.batch {
+                                break;
+                            }
+                            if deadline == poll_deadline {
+                                deadline = (Instant::now() + self.settings.batch_window).min(poll_deadline);
+                            }
+                        }
+                    }
+                },
+            }
+        }
+        self.stats
+            .messages_delivered
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let _ = reply.send(Fetched::Messages(batch));
+    }
+
+    /// Encodes a message for the client, or skips it when it carries another
+    /// color (protocol.md §5).
+    fn accept(&self, message: &BorrowedMessage<'_>, encoding: Encoding) -> Option<Bytes> {
+        let (partition, offset) = (message.partition(), message.offset());
+        let mut color = None;
+        let mut metadata = None;
+        if let Some(headers) = message.headers() {
+            for header in headers.iter() {
+                match header.key {
+                    "color" => color = header.value,
+                    "metadata" => metadata = header.value,
+                    _ => {}
+                }
+            }
+        }
+        let mut state = self.consumer.context().lock();
+        let offsets = state.offsets.entry(partition).or_default();
+        if color.is_some_and(|c| !c.is_empty() && c != self.color.as_bytes()) {
+            self.stats.messages_skipped.fetch_add(1, Ordering::Relaxed);
+            offsets.skipped(offset);
+            return None;
+        }
+        offsets.delivered(offset);
+        drop(state);
+        let (encoded, notes) = Consumed {
+            key: message.key(),
+            value: message.payload(),
+            topic: message.topic(),
+            partition,
+            offset,
+            timestamp_ms: message.timestamp().to_millis(),
+            metadata,
+        }
+        .encode(encoding);
+        if notes.value_not_json {
+            self.stats.values_not_json.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(encoded)
+    }
+}
+
+/// Resolves once the member's connection is closing, and at once after that.
+async fn connection_closed(gone: &mut Option<oneshot::Receiver<()>>) {
+    if let Some(signal) = gone {
+        let _ = signal.await;
+        *gone = None;
+    }
+}
+
+/// Sends the commits the client made since the last call. Works with the
+/// member's `StreamConsumer` and with the `BaseConsumer` a rebalance callback gets.
+fn send_commits(consumer: &impl Consumer<MemberContext>, mode: CommitMode) {
+    let context = consumer.context();
+    let Some(list) = context.lock().offsets_to_commit(&context.topic) else {
+        return;
+    };
+    if let Err(e) = consumer.commit(&list, mode) {
+        tracing::warn!(group = %context.group, error = %e, "offset commit failed");
+    }
+}
+
+/// Per-member state shared between the member's task and librdkafka's rebalance
+/// callbacks (which run inside the task's `recv`).
+struct MemberContext {
+    log: KafkaContext,
+    member: u64,
+    group: String,
+    topic: String,
+    state: Mutex<GroupState>,
+    rebalanced: Notify,
+}
+
+#[derive(Default)]
+struct GroupState {
+    assigned: HashSet<i32>,
+    /// A completed rebalance left this member without partitions.
+    starved: bool,
+    offsets: HashMap<i32, PartitionOffsets>,
+}
+
+impl GroupState {
+    fn offsets_to_commit(&mut self, topic: &str) -> Option<TopicPartitionList> {
+        let mut list = TopicPartitionList::new();
+        for (partition, offsets) in &mut self.offsets {
+            if let Some(next) = offsets.take_dirty() {
+                // Only fails for an invalid offset, which `next` never is.
+                let _ = list.add_partition_offset(topic, *partition, Offset::Offset(next));
+            }
+        }
+        (list.count() > 0).then_some(list)
+    }
+}
+
+impl MemberContext {
+    fn lock(&self) -> MutexGuard<'_, GroupState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn partitions(&self, list: &TopicPartitionList) -> Vec<i32> {
+        list.elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect()
+    }
+}
+
+impl ClientContext for MemberContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.log.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.log.error(error, reason);
+    }
+}
+
+impl ConsumerContext for MemberContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            // The next owner starts after what this client committed.
+            send_commits(consumer, CommitMode::Sync);
+            let revoked = self.partitions(list);
+            let mut state = self.lock();
+            for partition in revoked {
+                state.assigned.remove(&partition);
+                state.offsets.remove(&partition);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let assigned = self.partitions(list);
+            tracing::debug!(member = self.member, group = %self.group, topic = %self.topic, ?assigned,
+                "partitions assigned");
+            let mut state = self.lock();
+            state.starved = assigned.is_empty();
+            state.assigned = assigned.into_iter().collect();
+            drop(state);
+            self.rebalanced.notify_one();
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::warn!(group = %self.group, error = %e, "offset commit failed");
+        }
+    }
+}
+
+/// One partition's commit position, as the client moved it.
+///
+/// Records skipped for their color are never shown to the client, so the client
+/// never commits them; they must not hold the position back. A skipped record
+/// right after a delivered one rides along with that one's commit; one with no
+/// uncommitted delivery before it is committed at once.
+#[derive(Default, Debug)]
+struct PartitionOffsets {
+    /// The next offset to read, as far as commits go.
+    next: Option<i64>,
+    /// `next` changed since it was last sent to Kafka.
+    dirty: bool,
+    last_delivered: Option<i64>,
+    /// Delivered offset → the last skipped offset that followed it.
+    skipped_after: BTreeMap<i64, i64>,
+}
+
+impl PartitionOffsets {
+    fn delivered(&mut self, offset: i64) {
+        self.last_delivered = Some(offset);
+    }
+
+    fn skipped(&mut self, offset: i64) {
+        match self.last_delivered {
+            Some(delivered) if self.next.is_none_or(|next| next <= delivered) => {
+                self.skipped_after.insert(delivered, offset);
+            }
+            _ => self.advance(offset + 1),
+        }
+    }
+
+    fn client_commit(&mut self, offset: i64) {
+        let through = self.skipped_after.get(&offset).copied().unwrap_or(offset);
+        self.skipped_after = self.skipped_after.split_off(&offset.saturating_add(1));
+        self.advance(through.saturating_add(1));
+    }
+
+    fn advance(&mut self, next: i64) {
+        if self.next.is_none_or(|current| next > current) {
+            self.next = Some(next);
+            self.dirty = true;
+        }
+    }
+
+    fn take_dirty(&mut self) -> Option<i64> {
+        std::mem::take(&mut self.dirty)
+            .then_some(self.next)
+            .flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PartitionOffsets;
+
+    #[test]
+    fn commits_store_offset_plus_one_forward_only() {
+        let mut p = PartitionOffsets::default();
+        p.delivered(5);
+        p.client_commit(5);
+        assert_eq!(p.take_dirty(), Some(6));
+        assert_eq!(p.take_dirty(), None, "sent once");
+        p.client_commit(3);
+        assert_eq!(p.take_dirty(), None, "never backwards");
+        p.client_commit(9);
+        assert_eq!(p.take_dirty(), Some(10));
+    }
+
+    #[test]
+    fn skipped_records_never_hold_back_commits() {
+        let mut p = PartitionOffsets::default();
+        // Nothing delivered yet: a skipped record is committed past at once.
+        p.skipped(0);
+        assert_eq!(p.take_dirty(), Some(1));
+        // 1 delivered, 2 and 3 skipped: committing 1 moves past 3.
+        p.delivered(1);
+        p.skipped(2);
+        p.skipped(3);
+        assert_eq!(p.take_dirty(), None, "2 and 3 wait for 1's commit");
+        p.client_commit(1);
+        assert_eq!(p.take_dirty(), Some(4));
+        // 4 delivered and committed, then 5 skipped: straight past it.
+        p.delivered(4);
+        p.client_commit(4);
+        p.skipped(5);
+        assert_eq!(p.take_dirty(), Some(6));
+    }
+}

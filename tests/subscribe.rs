@@ -1,0 +1,572 @@
+//! Subscribing (protocol.md §5): MGET long-polls, both encodings, commits,
+//! consumer groups, colors. Records are produced through a publisher connection
+//! and checked field by field, partition by partition.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{create_topic, dsn, Client, Gateway, GatewayConfig, TestDb, WAIT};
+use databus::kafka::message::MessagePb;
+use prost::Message;
+use serde_json::Value;
+
+/// A consumer-side view of one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Got {
+    key: String,
+    value: String,
+    partition: i32,
+    offset: i64,
+}
+
+fn from_json(raw: &[u8]) -> Got {
+    let v: Value = serde_json::from_slice(raw)
+        .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(raw)));
+    Got {
+        key: v["key"].as_str().unwrap().to_owned(),
+        value: v["value"].to_string(),
+        partition: v["partition"].as_i64().unwrap() as i32,
+        offset: v["offset"].as_i64().unwrap(),
+    }
+}
+
+/// Gateway for subscriber tests: new groups start at the beginning, so records
+/// produced before the subscriber joined are seen; short polls keep tests fast.
+fn gateway(db: &TestDb, poll_timeout: &str) -> Gateway {
+    let consumer = format!(
+        "session_timeout = \"6s\"\npoll_timeout = \"{poll_timeout}\"\nbatch_window = \"100ms\""
+    );
+    // Idle limit just above the long poll: it also bounds how long a rebalance
+    // waits for a member that went away (max.poll.interval.ms).
+    let poll = humantime::parse_duration(poll_timeout).unwrap();
+    let server = format!(
+        "sub_idle_timeout = \"{}ms\"",
+        (poll + Duration::from_secs(5)).as_millis()
+    );
+    GatewayConfig {
+        server: &server,
+        cluster: "auto_offset_reset = \"earliest\"",
+        extra: &std::env::var("DATABUS_TEST_KAFKA").unwrap_or_default(),
+        consumer: &consumer,
+        ..GatewayConfig::new(db)
+    }
+    .start()
+}
+
+/// Publishes `n` records `{"i":<i>}` with keys k0..k9 through the gateway.
+fn publish(gw: &Gateway, topic: &str, from: usize, n: usize) {
+    let mut p = gw.publisher(&dsn(topic, "pub"));
+    for i in from..from + n {
+        let value = format!("{{\"i\":{i}}}");
+        assert_eq!(p.call(&["SET", &format!("k{}", i % 10), &value]), "+OK\r\n");
+    }
+}
+
+/// MGETs until `n` messages arrived (bounded by WAIT).
+fn consume(c: &mut Client, n: usize) -> Vec<Got> {
+    let deadline = Instant::now() + WAIT;
+    let mut got = Vec::new();
+    while got.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} messages",
+            got.len()
+        );
+        got.extend(c.mget("json").iter().map(|m| from_json(m)));
+    }
+    got
+}
+
+fn value_of(g: &Got) -> i64 {
+    serde_json::from_str::<Value>(&g.value).unwrap()["i"]
+        .as_i64()
+        .unwrap()
+}
+
+fn distinct_values(got: &[Got]) -> HashSet<i64> {
+    got.iter().map(value_of).collect()
+}
+
+/// Delivery is at-least-once: a rebalance redelivers what was delivered but not
+/// yet committed (the broker may rebalance a group at any time). Nothing may be
+/// missing, and nothing foreign may appear.
+fn assert_at_least_once(got: &[Got], expected: impl Iterator<Item = usize>) {
+    let want: HashSet<i64> = expected.map(|i| i as i64).collect();
+    assert_eq!(distinct_values(got), want);
+}
+
+/// MGETs until every value in `expected` arrived at least once.
+fn consume_values(c: &mut Client, expected: std::ops::Range<usize>) -> Vec<Got> {
+    let deadline = Instant::now() + WAIT;
+    let mut got = Vec::new();
+    while distinct_values(&got).len() < expected.len() {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {} values",
+            distinct_values(&got).len(),
+            expected.len()
+        );
+        got.extend(c.mget("json").iter().map(|m| from_json(m)));
+    }
+    got
+}
+
+fn assert_exactly_once_in_partition_order(got: &[Got], expected: impl Iterator<Item = usize>) {
+    let values: Vec<i64> = got
+        .iter()
+        .map(|g| {
+            serde_json::from_str::<Value>(&g.value).unwrap()["i"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    let unique: HashSet<i64> = values.iter().copied().collect();
+    assert_eq!(unique.len(), values.len(), "duplicates in {values:?}");
+    let want: HashSet<i64> = expected.map(|i| i as i64).collect();
+    assert_eq!(unique, want);
+    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+    for g in got {
+        if let Some(previous) = last.insert(g.partition, g.offset) {
+            assert!(
+                previous < g.offset,
+                "partition {} out of order",
+                g.partition
+            );
+        }
+    }
+}
+
+#[test]
+fn redis_py_consumes_every_record_once_in_both_encodings() {
+    const N: usize = 30;
+    let db = TestDb::new();
+    let topic = create_topic(3);
+    db.grant_topic(&topic, 3);
+    db.add_grant(1, "group_json", 1, &topic);
+    let gw = gateway(&db, "2s");
+    publish(&gw, &topic, 0, N);
+
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/redis_py_consume.py"
+    );
+    let run = |group: &str, encoding: &str| -> Vec<Vec<u8>> {
+        let dsn = format!("app_key1:app_secret1@{group}/topic={topic}&role=sub");
+        let out = Command::new("python3")
+            .args([
+                script,
+                &gw.addr.port().to_string(),
+                &dsn,
+                encoding,
+                &N.to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                (0..line.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&line[i..i + 2], 16).unwrap())
+                    .collect()
+            })
+            .collect()
+    };
+
+    let pb: Vec<Got> = run("group_name1", "pb")
+        .iter()
+        .map(|raw| {
+            let m = MessagePb::decode(raw.as_slice()).unwrap();
+            assert_eq!(m.topic, topic);
+            assert!(
+                m.timestamp > 1_700_000_000 && m.timestamp < 4_000_000_000,
+                "seconds: {}",
+                m.timestamp
+            );
+            Got {
+                key: m.key,
+                value: String::from_utf8(m.value).unwrap(),
+                partition: m.partition,
+                offset: m.offset,
+            }
+        })
+        .collect();
+    assert_eq!(pb.len(), N);
+    assert_exactly_once_in_partition_order(&pb, 0..N);
+
+    let json: Vec<Got> = run("group_json", "json")
+        .iter()
+        .map(|raw| from_json(raw))
+        .collect();
+    assert_eq!(json.len(), N);
+    assert_exactly_once_in_partition_order(&json, 0..N);
+    // Same records, same placement, whatever the encoding.
+    let by_offset = |v: &[Got]| -> BTreeMap<(i32, i64), (String, String)> {
+        v.iter()
+            .map(|g| ((g.partition, g.offset), (g.key.clone(), g.value.clone())))
+            .collect()
+    };
+    assert_eq!(by_offset(&pb), by_offset(&json));
+}
+
+#[test]
+fn delivery_resumes_after_the_committed_offset() {
+    let db = TestDb::new();
+    let topic = create_topic(1);
+    db.grant_topic(&topic, 3);
+    let gw = gateway(&db, "1s");
+    publish(&gw, &topic, 0, 20);
+
+    let mut first = gw.subscriber(&dsn(&topic, "sub"));
+    let got = consume(&mut first, 20);
+    assert_eq!(
+        got.iter().map(|g| g.offset).collect::<Vec<_>>(),
+        (0..20).collect::<Vec<_>>()
+    );
+    // Commit the first half: offset 9 makes the group's position 10.
+    assert_eq!(first.call(&["SET", "0", "9"]), "+OK\r\n");
+    assert_eq!(
+        first.call(&["SET", "0", "3"]),
+        "+OK\r\n",
+        "backwards is accepted and ignored"
+    );
+    assert_eq!(first.call(&["QUIT"]), "+OK\r\n");
+    first.expect_closed();
+
+    let mut second = gw.subscriber(&dsn(&topic, "sub"));
+    let got = consume(&mut second, 10);
+    assert_eq!(
+        got.iter().map(|g| g.offset).collect::<Vec<_>>(),
+        (10..20).collect::<Vec<_>>()
+    );
+    assert_eq!(second.mget("json"), Vec::<Vec<u8>>::new(), "nothing more");
+    // No commit this time: everything after 9 comes again.
+    assert_eq!(second.call(&["QUIT"]), "+OK\r\n");
+    second.expect_closed();
+    let mut third = gw.subscriber(&dsn(&topic, "sub"));
+    let got = consume(&mut third, 10);
+    assert_eq!(
+        got.iter().map(|g| g.offset).collect::<Vec<_>>(),
+        (10..20).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn commit_arguments_are_checked() {
+    let db = TestDb::new();
+    let topic = create_topic(1);
+    db.grant_topic(&topic, 3);
+    let gw = gateway(&db, "1s");
+    let mut c = gw.subscriber(&dsn(&topic, "sub"));
+    for bad in [["x", "1"], ["0", "y"], ["-1", "0"], ["0", "1.5"]] {
+        assert_eq!(
+            c.call(&["SET", bad[0], bad[1]]),
+            "-ERR commit offset params error\r\n"
+        );
+    }
+    // A partition this member does not own: accepted, dropped.
+    assert_eq!(c.call(&["SET", "7", "1"]), "+OK\r\n");
+    assert_eq!(
+        c.call(&["MGET"]),
+        "*0\r\n",
+        "an empty poll answers an empty array"
+    );
+    assert_eq!(c.call(&["PING"]), "+PONG\r\n");
+}
+
+#[test]
+fn two_subscribers_split_the_partitions_and_one_takes_over() {
+    let db = TestDb::new();
+    let topic = create_topic(4);
+    db.grant_topic(&topic, 3);
+    let gw = gateway(&db, "1s");
+    let mut subs = [
+        gw.subscriber(&dsn(&topic, "sub")),
+        gw.subscriber(&dsn(&topic, "sub")),
+    ];
+    // Poll both until the group settled with two members, each owning some
+    // partitions (rebalances run inside polls).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        std::thread::scope(|s| {
+            for c in subs.iter_mut() {
+                s.spawn(move || assert!(c.mget("json").is_empty()));
+            }
+        });
+        let log = gw.log();
+        let members = assignments(&log, &topic);
+        let owned: Vec<&Vec<i32>> = members.values().filter(|a| !a.is_empty()).collect();
+        if owned.len() == 2 && owned.iter().map(|a| a.len()).sum::<usize>() == 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "group never settled:\n{log}");
+    }
+
+    publish(&gw, &topic, 0, 40);
+    let mut shares: [Vec<Got>; 2] = [Vec::new(), Vec::new()];
+    let deadline = Instant::now() + WAIT;
+    while distinct_values(&shares.concat()).len() < 40 {
+        assert!(Instant::now() < deadline);
+        std::thread::scope(|s| {
+            for (c, share) in subs.iter_mut().zip(shares.iter_mut()) {
+                s.spawn(move || share.extend(c.mget("json").iter().map(|m| from_json(m))));
+            }
+        });
+    }
+    let partitions = |share: &[Got]| share.iter().map(|g| g.partition).collect::<HashSet<_>>();
+    assert!(
+        !shares[0].is_empty() && !shares[1].is_empty(),
+        "both members get a share"
+    );
+    assert!(partitions(&shares[0]).is_disjoint(&partitions(&shares[1])));
+    let all: Vec<Got> = shares.concat();
+    assert_at_least_once(&all, 0..40);
+
+    // Both commit what they got; then one leaves.
+    for (c, share) in subs.iter_mut().zip(&shares) {
+        let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+        for g in share {
+            last.insert(g.partition, g.offset);
+        }
+        for (p, o) in last {
+            assert_eq!(c.call(&["SET", &p.to_string(), &o.to_string()]), "+OK\r\n");
+        }
+    }
+    let [leaving, staying] = &mut subs;
+    assert_eq!(leaving.call(&["QUIT"]), "+OK\r\n");
+    leaving.expect_closed();
+    // Wait for the takeover (it happens inside the remaining member's polls).
+    // Publishing earlier would be fine too, but what the remaining member
+    // delivered before the rebalance and the client had not committed yet would
+    // then come again: at-least-once, correct, and not what this test is about.
+    let deadline = Instant::now() + WAIT;
+    while !assignments(&gw.log(), &topic)
+        .values()
+        .any(|a| a.len() == 4)
+    {
+        assert!(Instant::now() < deadline, "no takeover:\n{}", gw.log());
+        assert!(staying.mget("json").is_empty());
+    }
+    publish(&gw, &topic, 40, 40);
+    let rest = consume_values(staying, 40..80);
+    assert_eq!(
+        partitions(&rest).len(),
+        4,
+        "the remaining member owns every partition"
+    );
+    assert_at_least_once(&rest, 40..80);
+}
+
+/// Each member's latest logged assignment for `topic`.
+fn assignments(log: &str, topic: &str) -> BTreeMap<u64, Vec<i32>> {
+    let field = |line: &str, name: &str| -> String {
+        line.split(&format!(" {name}="))
+            .nth(1)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let mut latest = BTreeMap::new();
+    for line in log
+        .lines()
+        .filter(|l| l.contains("partitions assigned") && l.contains(topic))
+    {
+        let member: u64 = field(line, "member")
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let list = field(line, "assigned");
+        let list = list.trim_start_matches('[').split(']').next().unwrap();
+        latest.insert(
+            member,
+            list.split(", ")
+                .filter(|p| !p.is_empty())
+                .map(|p| p.parse().unwrap())
+                .collect(),
+        );
+    }
+    latest
+}
+
+#[test]
+fn colors_filter_and_skipped_records_do_not_hold_back_commits() {
+    let db = TestDb::new();
+    let topic = create_topic(1);
+    db.grant_topic(&topic, 3);
+    let gw = gateway(&db, "1s");
+    let base = dsn(&topic, "pub");
+    for (color, value) in [("red", "1"), ("blue", "2"), ("", "3"), ("blue", "4")] {
+        let auth = if color.is_empty() {
+            base.clone()
+        } else {
+            format!("{base}&color={color}")
+        };
+        assert_eq!(gw.publisher(&auth).call(&["SET", "k", value]), "+OK\r\n");
+    }
+    let red = format!("{}&color=red", dsn(&topic, "sub"));
+    let mut c = gw.subscriber(&red);
+    let got = consume(&mut c, 2);
+    assert_eq!(
+        got.iter()
+            .map(|g| (g.value.as_str(), g.offset))
+            .collect::<Vec<_>>(),
+        [("1", 0), ("3", 2)]
+    );
+    // Committing the last delivered record (offset 2) also moves past the
+    // skipped blue record at 3: a reconnect finds nothing left.
+    assert_eq!(c.call(&["SET", "0", "2"]), "+OK\r\n");
+    assert_eq!(c.call(&["QUIT"]), "+OK\r\n");
+    c.expect_closed();
+    let mut again = gw.subscriber(&red);
+    assert_eq!(again.mget("json"), Vec::<Vec<u8>>::new());
+    assert_eq!(committed_offset("group_name1-red", &topic), 4);
+
+    // Without a color, the uncolored group sees every record.
+    let mut plain = gw.subscriber(&dsn(&topic, "sub"));
+    assert_eq!(consume(&mut plain, 4).len(), 4);
+}
+
+/// The group's committed offset for partition 0, read from Kafka.
+fn committed_offset(group: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", common::brokers())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = rdkafka::TopicPartitionList::new();
+    list.add_partition(topic, 0);
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .unwrap();
+    match committed.find_partition(topic, 0).unwrap().offset() {
+        rdkafka::Offset::Offset(o) => o,
+        other => panic!("no committed offset: {other:?}"),
+    }
+}
+
+#[test]
+fn too_many_consumers_are_told_and_closed() {
+    let db = TestDb::new();
+    let topic = create_topic(1);
+    db.grant_topic(&topic, 3);
+    let gw = gateway(&db, "1s");
+    let mut subs = [
+        gw.subscriber(&dsn(&topic, "sub")),
+        gw.subscriber(&dsn(&topic, "sub")),
+    ];
+    let want = format!("-ERR too many consumers for topic {topic}\r\n");
+    let deadline = Instant::now() + WAIT;
+    let mut refused = None;
+    while refused.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "nobody was refused:\n{}",
+            gw.log()
+        );
+        let replies: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = subs
+                .iter_mut()
+                .map(|c| s.spawn(move || c.call(&["MGET"])))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (i, reply) in replies.iter().enumerate() {
+            if *reply == want {
+                refused = Some(i);
+            } else {
+                assert_eq!(reply, "*0\r\n");
+            }
+        }
+    }
+    let i = refused.unwrap();
+    subs[i].expect_closed();
+    assert_eq!(subs[1 - i].call(&["PING"]), "+PONG\r\n");
+}
+
+#[test]
+fn json_encoding_of_non_json_values_and_metadata() {
+    let db = TestDb::new();
+    let topic = create_topic(1);
+    db.grant_topic(&topic, 3);
+    let gw = gateway(&db, "1s");
+    let mut p = gw.publisher(&dsn(&topic, "pub"));
+    assert_eq!(p.call(&["SET", "a", "plain \"text\""]), "+OK\r\n");
+    assert_eq!(
+        p.call(&["HSET", "b", r#"{"trace":"t1"}"#, "[1,2]"]),
+        "+OK\r\n"
+    );
+    let mut c = gw.subscriber(&dsn(&topic, "sub"));
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.extend(c.mget("json"));
+    }
+    let text: Vec<String> = got
+        .iter()
+        .map(|m| String::from_utf8(m.clone()).unwrap())
+        .collect();
+    let split = |t: &str| -> (String, String) {
+        let (head, tail) = t.split_once(",\"timestamp\":").unwrap();
+        (head.to_owned(), tail.split_once(',').unwrap().1.to_owned())
+    };
+    assert_eq!(
+        split(&text[0]),
+        (
+            format!(
+                r#"{{"key":"a","value":"plain \"text\"","topic":"{topic}","partition":0,"offset":0"#
+            ),
+            r#""metadata":null}"#.to_owned()
+        )
+    );
+    assert_eq!(
+        split(&text[1]),
+        (
+            format!(r#"{{"key":"b","value":[1,2],"topic":"{topic}","partition":0,"offset":1"#),
+            r#""metadata":{"trace":"t1"}}"#.to_owned()
+        )
+    );
+}
+
+#[test]
+fn a_subscriber_killed_mid_mget_leaves_the_group() {
+    let db = TestDb::new();
+    let topic = create_topic(1);
+    db.grant_topic(&topic, 3);
+    let gw = gateway(&db, "30s");
+    let mut doomed = gw.subscriber(&dsn(&topic, "sub"));
+    doomed.send_command(&[b"MGET"]);
+    assert!(
+        gw.wait_for_log("partitions assigned").is_some(),
+        "{}",
+        gw.log()
+    );
+    // The client dies mid-MGET.
+    drop(doomed);
+    assert!(
+        gw.wait_for_log("consumer member left").is_some(),
+        "{}",
+        gw.log()
+    );
+    // Had its member stayed in the group it would own the only partition and
+    // this one would be refused as one consumer too many.
+    let mut heir = gw.subscriber(&dsn(&topic, "sub"));
+    publish(&gw, &topic, 0, 1);
+    let started = Instant::now();
+    let got = consume(&mut heir, 1);
+    assert_eq!(got[0].offset, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(6 + 10),
+        "{:?}",
+        started.elapsed()
+    );
+}
