@@ -39,6 +39,7 @@ create_topic "$kafka_port" test156 3
 
 sed -e "s|^\([[:space:]]*mysql_url[[:space:]]*=\).*|\1 \"mysql://root@127.0.0.1:$mysql_port/databus_db\"|" \
     -e "s|^\([[:space:]]*brokers[[:space:]]*=\).*|\1 \"127.0.0.1:$kafka_port\"|" \
+    -e "s|^\([[:space:]]*auto_offset_reset[[:space:]]*=\).*|\1 \"earliest\"   # local stack: new groups read from the start|" \
     "$CONFIG_IN" >"$CONFIG_OUT"
 grep -q "mysql://root@127.0.0.1:$mysql_port/databus_db" "$CONFIG_OUT" \
     || die "no 'mysql_url = ...' line replaced in $CONFIG_OUT"
@@ -56,6 +57,9 @@ cat >&2 <<MSG
     > auth app_key1:app_secret1@group_name1/topic=test156&role=pub
     > ping
     > set x '"xx"'
+  or run the example (publish one message, then consume and commit):
+    cargo run --example pubsub
+  New consumer groups read this local topic from its start (auto_offset_reset).
 
   Ctrl-C stops databus, tansu and MariaDB.
 

@@ -570,3 +570,37 @@ fn a_subscriber_killed_mid_mget_leaves_the_group() {
         started.elapsed()
     );
 }
+
+#[test]
+fn commits_pipelined_with_the_next_mget_are_applied() {
+    let db = TestDb::new();
+    let topic = create_topic(1);
+    db.grant_topic(&topic, 3);
+    let gw = gateway(&db, "1s");
+    publish(&gw, &topic, 0, 5);
+    let mut c = gw.subscriber(&dsn(&topic, "sub"));
+    assert_eq!(consume(&mut c, 5).last().map(|g| g.offset), Some(4));
+    // What a consumer loop sends: its commits and the next MGET, in one write.
+    let mut burst = common::encode(&[b"SET", b"0", b"2"]);
+    burst.extend(common::encode(&[b"SET", b"0", b"4"]));
+    burst.extend(common::encode(&[b"MGET", b"json"]));
+    c.send(&burst);
+    assert_eq!(c.read_reply(), "+OK\r\n");
+    assert_eq!(c.read_reply(), "+OK\r\n");
+    assert_eq!(c.read_reply(), "*0\r\n");
+    assert_eq!(c.call(&["QUIT"]), "+OK\r\n");
+    c.expect_closed();
+    // Leaving commits synchronously; the log says when it is done.
+    assert!(
+        gw.wait_for_log("consumer member left").is_some(),
+        "{}",
+        gw.log()
+    );
+    assert_eq!(committed_offset("group_name1", &topic), 5);
+    let mut again = gw.subscriber(&dsn(&topic, "sub"));
+    assert_eq!(
+        again.mget("json"),
+        Vec::<Vec<u8>>::new(),
+        "nothing redelivered"
+    );
+}
