@@ -3,16 +3,12 @@
 
 mod common;
 
-use common::{GatewayConfig, TestDb};
+use common::{Gateway, GatewayConfig, TestDb};
 
 #[test]
 fn protocol_errors_answer_and_close() {
     let db = TestDb::new();
-    let gw = GatewayConfig {
-        server: "max_args = 4\nmax_bulk_len = 1000000",
-        ..GatewayConfig::new(&db)
-    }
-    .start();
+    let gw = Gateway::with_server(&db, "max_args = 4\nmax_bulk_len = 1000000");
     let mut bystander = gw.client();
     let cases: [(&[u8], &str); 10] = [
         (b"*0\r\n", "empty multibulk"),
@@ -77,11 +73,7 @@ fn connections_past_max_connections_are_refused() {
 #[test]
 fn an_idle_half_sent_command_is_closed_at_auth_timeout() {
     let db = TestDb::new();
-    let gw = GatewayConfig {
-        server: "auth_timeout = \"300ms\"",
-        ..GatewayConfig::new(&db)
-    }
-    .start();
+    let gw = Gateway::with_server(&db, "auth_timeout = \"300ms\"");
     let mut c = gw.client();
     c.send(b"*2\r\n$4\r\nAUTH\r\n$10\r\nabc");
     assert_eq!(c.read_reply(), "-ERR auth timeout\r\n");

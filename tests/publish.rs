@@ -151,11 +151,7 @@ fn oversized_values_are_refused_and_not_produced() {
     let db = TestDb::new();
     let topic = create_topic(1);
     db.grant_topic(&topic, 2);
-    let gw = GatewayConfig {
-        server: "max_value_bytes = 10",
-        ..GatewayConfig::new(&db)
-    }
-    .start();
+    let gw = Gateway::with_server(&db, "max_value_bytes = 10");
     let mut c = gw.publisher(&dsn(&topic, "pub"));
     assert_eq!(
         c.call(&["SET", "k", "12345678901"]),

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{dsn, Gateway, GatewayConfig, TestDb};
+use common::{dsn, Gateway, TestDb};
 
 #[test]
 fn every_auth_outcome() {
@@ -239,11 +239,7 @@ fn command_errors_keep_the_connection() {
 #[test]
 fn auth_timeout_closes_with_an_error() {
     let db = TestDb::new();
-    let gw = GatewayConfig {
-        server: "auth_timeout = \"300ms\"",
-        ..GatewayConfig::new(&db)
-    }
-    .start();
+    let gw = Gateway::with_server(&db, "auth_timeout = \"300ms\"");
     let mut c = gw.client();
     // Chatter does not extend the deadline: only AUTH counts.
     assert_eq!(c.call(&["PING"]), "+PONG\r\n");
@@ -254,11 +250,7 @@ fn auth_timeout_closes_with_an_error() {
 #[test]
 fn idle_publisher_is_closed() {
     let db = TestDb::new();
-    let gw = GatewayConfig {
-        server: "pub_idle_timeout = \"300ms\"",
-        ..GatewayConfig::new(&db)
-    }
-    .start();
+    let gw = Gateway::with_server(&db, "pub_idle_timeout = \"300ms\"");
     let mut c = gw.publisher(&dsn("test156", "pub"));
     c.expect_closed();
 }

@@ -309,6 +309,15 @@ impl Gateway {
         GatewayConfig::new(db).start()
     }
 
+    /// A gateway with extra `[server]` keys, e.g. `auth_timeout = "300ms"`.
+    pub fn with_server(db: &TestDb, keys: &str) -> Gateway {
+        GatewayConfig {
+            server: keys,
+            ..GatewayConfig::new(db)
+        }
+        .start()
+    }
+
     pub fn start_with(toml: &str) -> Gateway {
         let (child, dir, log) = spawn_gateway(toml);
         let mut gateway = Gateway {
