@@ -604,3 +604,47 @@ fn commits_pipelined_with_the_next_mget_are_applied() {
         "nothing redelivered"
     );
 }
+
+#[test]
+fn idle_subscribers_are_closed_and_leave_their_group() {
+    let db = TestDb::new();
+    let topic = create_topic(1);
+    db.grant_topic(&topic, 3);
+    // gateway() sets sub_idle_timeout to poll_timeout + 5 s.
+    let gw = gateway(&db, "1s");
+    let mut idle = gw.subscriber(&dsn(&topic, "sub"));
+    assert_eq!(idle.mget("json"), Vec::<Vec<u8>>::new());
+    idle.expect_closed();
+    assert!(
+        gw.wait_for_log("consumer member left").is_some(),
+        "{}",
+        gw.log()
+    );
+}
+
+#[test]
+fn sigterm_during_a_long_poll_commits_leaves_and_exits_zero() {
+    let db = TestDb::new();
+    let topic = create_topic(1);
+    db.grant_topic(&topic, 3);
+    let mut gw = gateway(&db, "30s");
+    publish(&gw, &topic, 0, 3);
+    let mut c = gw.subscriber(&dsn(&topic, "sub"));
+    assert_eq!(consume(&mut c, 3).len(), 3);
+    assert_eq!(c.call(&["SET", "0", "2"]), "+OK\r\n");
+    c.send_command(&[b"MGET"]);
+    assert!(gw.wait_for_log("partitions assigned").is_some());
+    let started = Instant::now();
+    let status = gw.terminate();
+    assert!(status.success(), "exit status {status}:\n{}", gw.log());
+    // Not the 30 s poll: the member answers what it has and leaves.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(c.read_reply(), "*0\r\n");
+    c.expect_closed();
+    assert!(gw.log().contains("consumer member left"), "{}", gw.log());
+    assert_eq!(committed_offset("group_name1", &topic), 3);
+}
