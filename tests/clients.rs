@@ -82,7 +82,7 @@ fn redis_py_in_its_default_settings() {
         "/tests/clients/redis_py_publish.py"
     );
     let out = Command::new("python3")
-        .args([script, &gw.addr.port().to_string(), &topic])
+        .args([script, &gw.addr.port().to_string(), &dsn(&topic, "pub")])
         .output()
         .unwrap();
     assert_eq!(

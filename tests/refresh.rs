@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{dsn, Gateway, GatewayConfig, TestDb};
+use common::{seed_dsn, Gateway, GatewayConfig, TestDb};
 
 const LOADED: &str = "auth data loaded";
 
@@ -38,7 +38,7 @@ fn new_apps_are_accepted_after_a_refresh_and_revoked_ones_closed() {
     let mut deleted = gw.publisher("deleted:s@g/topic=t&role=pub");
     let mut rekeyed = gw.publisher("rekeyed:s@g/topic=t&role=pub");
     let mut demoted = gw.publisher("demoted:s@g/topic=t&role=pub");
-    let mut untouched = gw.publisher(&dsn("test156", "pub"));
+    let mut untouched = gw.publisher(&seed_dsn("pub"));
 
     db.add_app(5, "fresh", "s", "cluster1");
     db.add_grant(5, "g", 2, "t");
@@ -67,8 +67,8 @@ fn moving_an_app_switches_publishers_and_closes_subscribers() {
         ..GatewayConfig::new(&db)
     }
     .start();
-    let mut publisher = gw.publisher(&dsn("test156", "pub"));
-    let mut subscriber = gw.publisher(&dsn("test156", "sub"));
+    let mut publisher = gw.publisher(&seed_dsn("pub"));
+    let mut subscriber = gw.publisher(&seed_dsn("sub"));
     db.exec("UPDATE app SET cluster = 'cluster2' WHERE id = 1");
     assert_eq!(
         subscriber.read_reply(),
@@ -87,7 +87,7 @@ fn a_failed_refresh_keeps_the_last_good_snapshot() {
         ..GatewayConfig::new(&db)
     }
     .start();
-    let mut live = gw.publisher(&dsn("test156", "pub"));
+    let mut live = gw.publisher(&seed_dsn("pub"));
     // Break the next refreshes: the table it reads is gone.
     db.exec("RENAME TABLE auth TO auth_away");
     assert!(
@@ -96,7 +96,7 @@ fn a_failed_refresh_keeps_the_last_good_snapshot() {
         gw.log()
     );
     assert_eq!(live.call(&["PING"]), "+PONG\r\n");
-    gw.publisher(&dsn("test156", "pub"));
+    gw.publisher(&seed_dsn("pub"));
     db.exec("RENAME TABLE auth_away TO auth");
     two_refreshes_after(&gw);
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{dsn, Gateway, TestDb};
+use common::{seed_dsn, Gateway, TestDb};
 
 #[test]
 fn every_auth_outcome() {
@@ -207,7 +207,7 @@ fn commands_pipelined_behind_a_failed_auth_are_refused_then_closed() {
 fn command_errors_keep_the_connection() {
     let db = TestDb::new();
     let gw = Gateway::start(&db);
-    let mut c = gw.publisher(&dsn("test156", "pub"));
+    let mut c = gw.publisher(&seed_dsn("pub"));
     assert_eq!(c.call(&["FLUSHALL"]), "-ERR unknown command 'FLUSHALL'\r\n");
     assert_eq!(
         c.call(&["MGET", "pb"]),
@@ -228,7 +228,7 @@ fn command_errors_keep_the_connection() {
     assert_eq!(c.call(&["PING"]), "+PONG\r\n");
 
     let mut s = gw.client();
-    s.auth_ok(&dsn("test156", "sub"));
+    s.auth_ok(&seed_dsn("sub"));
     assert_eq!(
         s.call(&["HSET", "k", "{}", "v"]),
         "-ERR 'hset' is not allowed for a sub connection\r\n"
@@ -251,7 +251,7 @@ fn auth_timeout_closes_with_an_error() {
 fn idle_publisher_is_closed() {
     let db = TestDb::new();
     let gw = Gateway::with_server(&db, "pub_idle_timeout = \"300ms\"");
-    let mut c = gw.publisher(&dsn("test156", "pub"));
+    let mut c = gw.publisher(&seed_dsn("pub"));
     c.expect_closed();
 }
 

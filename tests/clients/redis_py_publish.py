@@ -1,14 +1,13 @@
 """Publishes through the gateway with redis-py in its default settings.
 
-Usage: redis_py_publish.py PORT TOPIC
+Usage: redis_py_publish.py PORT DSN   (DSN with role=pub)
 Prints one line per step; the Rust test compares them and reads Kafka back.
 """
 import sys
 
 import redis
 
-port, topic = int(sys.argv[1]), sys.argv[2]
-dsn = f"app_key1:app_secret1@group_name1/topic={topic}&role=pub"
+port, dsn = int(sys.argv[1]), sys.argv[2]
 
 # The password form: the whole AUTH string as the password.
 r = redis.Redis(host="127.0.0.1", port=port, password=dsn)
