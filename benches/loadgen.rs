@@ -25,6 +25,13 @@
 //!     K rdkafka consumers of one new group (manual commit, earliest) drain M.
 //! preload         --brokers B --topic T [-m 100000] [-s 100]
 //!     produces M records directly, for the consume modes.
+//! idle-conns      --addr A [--dsn DSN] [-c 10000] [-t 20]
+//!     opens C connections (authenticated when given a DSN), prints
+//!     `ready conns=C` once all are open, holds them idle for T seconds; the
+//!     caller reads the server's RSS meanwhile.
+//! mock-broker     --topic T1,T2,... [--partitions 6]
+//!     the `--broker mock` side: a librdkafka MockCluster with those topics.
+//!     Prints `bootstrap=<servers>` and serves until killed.
 //! ```
 //!
 //! `--rate R` paces the produce modes to R messages/s in total (evenly spread
@@ -76,13 +83,14 @@ struct Args {
     consumers: usize,
     messages: u64,
     timeout: f64,
+    partitions: i32,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: loadgen <produce-gateway|produce-direct|ping-gateway|consume-gateway|consume-direct|preload> \
-         [--addr A] [--dsn DSN] [--brokers B] [--topic T] [-c C] [-p P] [-s S] [-t SECS] \
-         [--rate R] [-k K] [-m M] [--timeout SECS]\n(see the module doc of benches/loadgen.rs)"
+        "usage: loadgen <produce-gateway|produce-direct|ping-gateway|consume-gateway|consume-direct|preload\
+         |idle-conns|mock-broker> [--addr A] [--dsn DSN] [--brokers B] [--topic T] [-c C] [-p P] [-s S] \
+         [-t SECS] [--rate R] [-k K] [-m M] [--timeout SECS] [--partitions N]\n(see the module doc of benches/loadgen.rs)"
     );
     std::process::exit(2)
 }
@@ -102,6 +110,7 @@ fn parse_args() -> Args {
         consumers: 4,
         messages: 100_000,
         timeout: 60.0,
+        partitions: 6,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -131,6 +140,7 @@ fn parse_args() -> Args {
             "-k" => args.consumers = num("-k", value("-k")),
             "-m" => args.messages = num("-m", value("-m")),
             "--timeout" => args.timeout = num("--timeout", value("--timeout")),
+            "--partitions" => args.partitions = num("--partitions", value("--partitions")),
             "-h" | "--help" => usage(),
             s if s.starts_with('-') => {
                 eprintln!("unknown option {s}");
@@ -154,7 +164,8 @@ fn parse_args() -> Args {
             need(&args.addr, "--addr");
             need(&args.dsn, "--dsn");
         }
-        "ping-gateway" => need(&args.addr, "--addr"),
+        "ping-gateway" | "idle-conns" => need(&args.addr, "--addr"),
+        "mock-broker" => need(&args.topic, "--topic"),
         "produce-direct" | "consume-direct" | "preload" => {
             need(&args.brokers, "--brokers");
             need(&args.topic, "--topic");
@@ -195,6 +206,8 @@ fn main() {
             "consume-gateway" => consume_gateway(&args).await,
             "consume-direct" => consume_direct(&args).await,
             "preload" => preload(&args).await,
+            "idle-conns" => idle_conns(&args).await,
+            "mock-broker" => mock_broker(&args).await,
             _ => unreachable!("checked by parse_args"),
         }
     });
@@ -1057,5 +1070,104 @@ fn direct_consumer(consumer: &BaseConsumer, topic: &str, drain: &Drain, deadline
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             drain.error(format!("commit: {e}"));
         }
+    }
+}
+
+// ---------------------------------------------------------------- idle connections
+
+/// idle-conns: C connections, opened a few hundred at a time, held idle.
+async fn idle_conns(args: &Args) -> Result<String> {
+    raise_nofile_limit(args.conns as u64 + 100)?;
+    let dsn = (!args.dsn.is_empty()).then_some(args.dsn.as_str());
+    let start = Instant::now();
+    let mut held = Vec::with_capacity(args.conns);
+    // Bounded parallelism: a burst of 10,000 connects overflows the listen
+    // backlog and turns into SYN retries of a second or more.
+    for chunk in (0..args.conns).collect::<Vec<_>>().chunks(200) {
+        let opening: Vec<_> = chunk
+            .iter()
+            .map(|_| {
+                let (addr, dsn) = (args.addr.clone(), dsn.map(str::to_owned));
+                tokio::spawn(async move { connect(&addr, dsn.as_deref()).await })
+            })
+            .collect();
+        for o in opening {
+            // The read buffer is dropped: only the socket is held.
+            held.push(o.await??.0);
+        }
+    }
+    let opened_in = start.elapsed().as_secs_f64();
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ready conns={}", held.len())?;
+        out.flush()?;
+    }
+    tokio::time::sleep(Duration::from_secs_f64(args.secs)).await;
+    // Every connection must still be open: the server did not shed any.
+    let mut closed = 0;
+    for stream in &held {
+        let mut probe = [0u8; 1];
+        match stream.try_read(&mut probe) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            _ => closed += 1,
+        }
+    }
+    if closed > 0 {
+        return Err(format!(
+            "{closed} of {} connections were closed by the server",
+            held.len()
+        )
+        .into());
+    }
+    Ok(format!(
+        "result mode=idle-conns conns={} open_secs={opened_in:.2} held_secs={:.0}",
+        held.len(),
+        args.secs
+    ))
+}
+
+/// Raises the soft RLIMIT_NOFILE to at least `want` (up to the hard limit).
+fn raise_nofile_limit(want: u64) -> Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    if limit.rlim_cur >= want {
+        return Ok(());
+    }
+    if limit.rlim_max < want {
+        return Err(format!("RLIMIT_NOFILE hard limit {} < {want}", limit.rlim_max).into());
+    }
+    limit.rlim_cur = want;
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- mock broker
+
+/// mock-broker: a librdkafka mock cluster (one broker) holding the topics, for
+/// runs where the gateway's own cost must not hide behind tansu's.
+async fn mock_broker(args: &Args) -> Result<String> {
+    let cluster = rdkafka::mocking::MockCluster::new(1)?;
+    for topic in args.topic.split(',').filter(|t| !t.is_empty()) {
+        cluster.create_topic(topic, args.partitions, 1)?;
+    }
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "bootstrap={}", cluster.bootstrap_servers())?;
+        out.flush()?;
+    }
+    // Serves from librdkafka's own threads until the process is killed.
+    loop {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
     }
 }

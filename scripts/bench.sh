@@ -1,52 +1,85 @@
 #!/usr/bin/env bash
 # End-to-end benchmark: the gateway against its baselines on the same machine
-# and the same broker.
+# and the same broker, in one run.
 #
-#   scripts/bench.sh [--quick]
+#   scripts/bench.sh [--quick | --smoke] [--broker tansu|mock|both]
 #
-# Starts a private stack (MariaDB + tansu on free ports, topics with 6
-# partitions), a release build of databus and a local redis-server, then runs
-# benches/loadgen.rs (`cargo bench --bench loadgen`) side by side:
+# Starts a private MariaDB, the broker(s), release builds of databus and of
+# benches/loadgen.rs, and a local redis-server, then runs side by side:
 #
 #   produce : SET through the gateway      vs an rdkafka producer with the
 #             gateway's settings (C connections/tasks, P in flight each,
 #             S-byte values, T seconds per side in two halves, ABBA order),
-#             plus latency at a fixed rate
+#             plus latency at a fixed rate (1,000 msgs/s)
 #   consume : MGET pb + commit through the gateway (K subscribers of one
 #             group) vs K rdkafka consumers, draining M preloaded records
+#   scale   : produce through a 1-shard gateway vs one with a shard per CPU
 #   ping    : pipelined PING to the gateway vs to redis-server (loadgen and
-#             redis-benchmark -t ping -P 64 -c C)
+#             redis-benchmark -t ping -P P -c C)
+#   idle    : RSS per idle authenticated connection (N held), gateway and
+#             redis-server
+#   parser  : benches/parser.rs (criterion), databus vs redis-protocol
 #
-# Prints one markdown table, then `ratio <name> <value>` lines. Defaults:
-# C=50 P=64 S=100 T=20 s. --quick (CI smoke) uses T=2 s, fewer connections
-# and a small M: well under a minute after the builds. Everything started
-# here is stopped on exit; logs stay in the work directory on failure.
+# The broker is tansu, the librdkafka mock cluster (a MockCluster held by
+# `loadgen mock-broker`, so the gateway's own cost shows where tansu is the
+# bottleneck), or both (the default): the Kafka rows are reported per broker.
+#
+# Prints one markdown table, then `ratio <name> <value>` lines (the Kafka
+# ratios per broker, e.g. `ratio gateway/direct-produce@mock 0.97`).
+# Defaults (full): C=50 P=64 S=100 T=20 s, K=4, M=500,000, N=10,000.
+# --quick: a few seconds per run, smaller M and N (~3 minutes after builds).
+# --smoke: what CI runs to keep this script working: mock broker only, about a
+# second per run; its figures mean nothing.
+# Everything started here is stopped on exit; logs stay in the work
+# directory on failure.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-QUICK=0
-for arg in "$@"; do
-    case "$arg" in
-    --quick) QUICK=1 ;;
+MODE=full
+BROKERS_WANTED=""
+while (($#)); do
+    case "$1" in
+    --quick) MODE=quick ;;
+    --smoke) MODE=smoke ;;
+    --broker)
+        shift
+        BROKERS_WANTED="${1:-}"
+        ;;
+    --broker=*) BROKERS_WANTED="${1#--broker=}" ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
         exit 0
         ;;
-    *) die "unknown argument $arg (usage: $0 [--quick])" ;;
+    *) die "unknown argument $1 (usage: $0 [--quick|--smoke] [--broker tansu|mock|both])" ;;
     esac
+    shift
 done
+case "${BROKERS_WANTED:-default}" in
+default) if [[ "$MODE" == smoke ]]; then BROKERS=(mock); else BROKERS=(tansu mock); fi ;;
+both) BROKERS=(tansu mock) ;;
+tansu | mock) BROKERS=("$BROKERS_WANTED") ;;
+*) die "--broker takes tansu, mock or both, not '$BROKERS_WANTED'" ;;
+esac
 
-if ((QUICK)); then
-    C=8 P=64 S=100 T=2 PING_T=2 RATE_T=2 RATE=2000 K=2 M=20000 PING_N=200000 CONSUME_TIMEOUT=60
-else
-    C=50 P=64 S=100 T=20 PING_T=10 RATE_T=10 RATE=10000 K=4 M=500000 PING_N=5000000 CONSUME_TIMEOUT=180
-fi
+case "$MODE" in
+full) C=50 P=64 S=100 T=20 SCALE_T=10 PING_T=10 RATE_T=10 K=4 M=500000 PING_N=5000000 IDLE=10000 CONSUME_TIMEOUT=180 ;;
+quick) C=8 P=64 S=100 T=4 SCALE_T=2 PING_T=2 RATE_T=3 K=2 M=50000 PING_N=500000 IDLE=2000 CONSUME_TIMEOUT=60 ;;
+smoke) C=4 P=16 S=100 T=1 SCALE_T=1 PING_T=1 RATE_T=1 K=1 M=2000 PING_N=20000 IDLE=100 CONSUME_TIMEOUT=60 ;;
+esac
+RATE=1000
 PARTITIONS=6
+SHARDS="$(nproc)"
+# Idle connections are held this long; the RSS is read while they are.
+IDLE_HOLD=3
 
 "$REPO_ROOT/scripts/setup.sh"
 ensure_apt_packages redis-server redis-tools
+
+# 10,000 connections need as many descriptors in the gateway and in loadgen.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+(($(ulimit -n) > IDLE + 1000)) || die "RLIMIT_NOFILE $(ulimit -n) is too low for $IDLE connections"
 
 # Build first, so the services do not sit idle meanwhile.
 log "cargo build --release"
@@ -83,83 +116,7 @@ trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# ---------------------------------------------------------------- stack
-
-mysql_port="$(free_port)"
-start_mariadb "$WORK/mysql" "$mysql_port"
-load_schema "$mysql_port"
-
-kafka_port="$(free_port)"
-[[ "$kafka_port" != "$mysql_port" ]] || kafka_port="$(free_port)"
-start_tansu "$kafka_port" "$WORK/tansu.log"
-BROKERS="127.0.0.1:$kafka_port"
-
-# Separate topics, so that neither side writes into a log the other filled.
-TOPIC_GW=bench_produce_gateway
-TOPIC_DIRECT=bench_produce_direct
-TOPIC_CONSUME=bench_consume
-for t in "$TOPIC_GW" "$TOPIC_DIRECT" "$TOPIC_CONSUME"; do
-    create_topic "$kafka_port" "$t" "$PARTITIONS"
-done
-# Grants are loaded at the gateway's start: insert them before.
-mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$mysql_port" -uroot databus_db -e "
-    INSERT INTO auth (app_id, group_name, operation, topic) VALUES
-        (1, 'group_name1', 3, '$TOPIC_GW'),
-        (1, 'group_name1', 3, '$TOPIC_CONSUME');" \
-    || die "could not grant the bench topics"
-
-gw_port="$(free_port)"
-cat >"$WORK/databus.toml" <<TOML
-[server]
-addr = "127.0.0.1:$gw_port"
-
-[auth]
-mysql_url = "mysql://root@127.0.0.1:$mysql_port/databus_db"
-
-[clusters.cluster1]
-brokers = "$BROKERS"
-auto_offset_reset = "earliest"
-
-[consumer]
-session_timeout = "6s"   # as loadgen's consume-direct
-
-[metrics]
-addr = ""
-TOML
-log "starting databus on 127.0.0.1:$gw_port (log: $WORK/databus.log)"
-RUST_LOG="info,librdkafka=warn,rdkafka=warn" NO_COLOR=1 \
-    "$DATABUS" --config "$WORK/databus.toml" </dev/null >"$WORK/databus.log" 2>&1 &
-register_pid $! databus
-gw_pid=$!
-for ((i = 0; i < 60; i++)); do
-    grep -q "databus ready on" "$WORK/databus.log" && break
-    pid_alive "$gw_pid" databus || {
-        tail -n 30 "$WORK/databus.log" >&2
-        die "databus exited during start-up"
-    }
-    sleep 0.5
-done
-((i < 60)) || {
-    tail -n 30 "$WORK/databus.log" >&2
-    die "databus not ready within 30 s"
-}
-GW="127.0.0.1:$gw_port"
-
-redis_port="$(free_port)"
-log "starting redis-server on 127.0.0.1:$redis_port"
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-    </dev/null >"$WORK/redis.log" 2>&1 &
-register_pid $! redis-server
-for ((i = 0; i < 40; i++)); do
-    port_accepts "$redis_port" && break
-    sleep 0.25
-done
-((i < 40)) || die "redis-server did not start (log: $WORK/redis.log)"
-
-DSN_PUB="app_key1:app_secret1@group_name1/topic=$TOPIC_GW&role=pub"
-DSN_SUB="app_key1:app_secret1@group_name1/topic=$TOPIC_CONSUME&role=sub"
-
-# ---------------------------------------------------------------- runs
+# ---------------------------------------------------------------- helpers
 
 # loadgen VAR MODE ARGS...: runs a mode (time-bounded), stores its result
 # line in VAR ("" on failure, which fails the script at the end).
@@ -178,6 +135,82 @@ loadgen() {
     printf -v "$var" '%s' "$out"
 }
 
+# start_gateway NAME BROKERS SHARDS: a databus on a free port; sets GW_ADDR,
+# GW_PORT and GW_PID.
+start_gateway() {
+    local name="$1" brokers="$2" shards="$3" i
+    GW_PORT="$(free_port)"
+    cat >"$WORK/$name.toml" <<TOML
+[server]
+addr = "127.0.0.1:$GW_PORT"
+shards = $shards
+max_connections = $((IDLE + 1000))
+
+[auth]
+mysql_url = "mysql://root@127.0.0.1:$mysql_port/databus_db"
+
+[clusters.cluster1]
+brokers = "$brokers"
+auto_offset_reset = "earliest"
+
+[consumer]
+session_timeout = "6s"   # as loadgen's consume-direct
+
+[metrics]
+addr = ""
+TOML
+    log "starting databus $name ($shards shards) on 127.0.0.1:$GW_PORT (log: $WORK/$name.log)"
+    RUST_LOG="info,librdkafka=warn,rdkafka=warn" NO_COLOR=1 \
+        "$DATABUS" --config "$WORK/$name.toml" </dev/null >"$WORK/$name.log" 2>&1 &
+    GW_PID=$!
+    register_pid "$GW_PID" databus
+    for ((i = 0; i < 60; i++)); do
+        grep -q "databus ready on" "$WORK/$name.log" && break
+        pid_alive "$GW_PID" databus || {
+            tail -n 30 "$WORK/$name.log" >&2
+            die "databus $name exited during start-up"
+        }
+        sleep 0.5
+    done
+    ((i < 60)) || {
+        tail -n 30 "$WORK/$name.log" >&2
+        die "databus $name not ready within 30 s"
+    }
+    GW_ADDR="127.0.0.1:$GW_PORT"
+}
+
+# start_broker NAME: tansu on a free port or the mock cluster, with the bench
+# topics; sets BROKER_ADDR and BROKER_PID.
+start_broker() {
+    local i t
+    case "$1" in
+    tansu)
+        local port
+        port="$(free_port)"
+        start_tansu "$port" "$WORK/tansu.log"
+        for t in "$TOPIC_GW" "$TOPIC_DIRECT" "$TOPIC_CONSUME"; do
+            create_topic "$port" "$t" "$PARTITIONS"
+        done
+        BROKER_ADDR="127.0.0.1:$port"
+        BROKER_PID="$TANSU_PID"
+        ;;
+    mock)
+        log "starting the mock cluster (loadgen mock-broker)"
+        "$LOADGEN" mock-broker --topic "$TOPIC_GW,$TOPIC_DIRECT,$TOPIC_CONSUME" --partitions "$PARTITIONS" \
+            </dev/null >"$WORK/mock.out" 2>"$WORK/mock.log" &
+        BROKER_PID=$!
+        register_pid "$BROKER_PID" loadgen
+        for ((i = 0; i < 100; i++)); do
+            BROKER_ADDR="$(sed -n 's/^bootstrap=//p' "$WORK/mock.out")"
+            [[ -z "$BROKER_ADDR" ]] || break
+            pid_alive "$BROKER_PID" loadgen || die "mock-broker exited: $(cat "$WORK/mock.log")"
+            sleep 0.1
+        done
+        [[ -n "$BROKER_ADDR" ]] || die "mock-broker printed no bootstrap address"
+        ;;
+    esac
+}
+
 # redis_bench VAR PORT [PASSWORD]: PING_MBULK requests/s of redis-benchmark,
 # or "". redis-benchmark 7 starts with CONFIG GET and gives up on the
 # gateway's -NOAUTH, so the gateway needs -a (AUTH with a publisher DSN).
@@ -192,30 +225,190 @@ redis_bench() {
     printf -v "$var" '%s' "${out%%.*}"
 }
 
-# tansu (memory storage) gets slower as it holds more records: a fetch
-# after a few hundred thousand records elsewhere is ~10x slower, produce a
-# few % per 100k. So the consume comparison runs first, on a nearly empty
-# broker, and the saturated produce runs go in ABBA order (gateway, direct,
-# direct, gateway; T/2 seconds each), so both sides see the same average
-# broker state.
-loadgen PRELOAD preload --brokers "$BROKERS" --topic "$TOPIC_CONSUME" -m "$M" -s "$S"
-loadgen CONS_GW consume-gateway --addr "$GW" --dsn "$DSN_SUB" -k "$K" -m "$M" --timeout "$CONSUME_TIMEOUT"
-loadgen CONS_DIRECT consume-direct --brokers "$BROKERS" --topic "$TOPIC_CONSUME" -k "$K" -m "$M" --timeout "$CONSUME_TIMEOUT"
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
-loadgen RATE_GW produce-gateway --addr "$GW" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$RATE_T" --rate "$RATE"
-loadgen RATE_DIRECT produce-direct --brokers "$BROKERS" --topic "$TOPIC_DIRECT" -c "$C" -p "$P" -s "$S" -t "$RATE_T" --rate "$RATE"
+# idle_rss VAR PID ADDR [DSN]: bytes of the server's RSS per idle connection
+# (authenticated with DSN), from its RSS before and while loadgen holds IDLE
+# of them; "" on failure.
+idle_rss() {
+    local var="$1" pid="$2" addr="$3" dsn="${4:-}" before after lpid result i
+    before="$(rss_kib "$pid")"
+    log "loadgen idle-conns --addr $addr -c $IDLE (RSS before: $before KiB)"
+    "$LOADGEN" idle-conns --addr "$addr" ${dsn:+--dsn "$dsn"} -c "$IDLE" -t "$IDLE_HOLD" \
+        </dev/null >"$WORK/idle.out" 2>>"$WORK/loadgen.log" &
+    lpid=$!
+    for ((i = 0; i < 1200; i++)); do
+        grep -q '^ready ' "$WORK/idle.out" && break
+        kill -0 "$lpid" 2>/dev/null || break
+        sleep 0.1
+    done
+    after="$(rss_kib "$pid")"
+    if wait "$lpid" && result="$(grep '^result ' "$WORK/idle.out")"; then
+        log "$result (RSS while held: $after KiB)"
+        printf -v "$var" '%s' "$(((after - before) * 1024 / IDLE))"
+    else
+        log "idle-conns failed: $(tail -n 3 "$WORK/loadgen.log" | tr '\n' ' ')"
+        FAILED=1
+        printf -v "$var" '%s' ""
+    fi
+}
 
-PROD_GW1="" PROD_GW2="" PROD_DIRECT1="" PROD_DIRECT2=""
-HALF_T="$(awk -v t="$T" 'BEGIN { printf "%g", t / 2 }')"
-loadgen PROD_GW1 produce-gateway --addr "$GW" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_T"
-loadgen PROD_DIRECT1 produce-direct --brokers "$BROKERS" --topic "$TOPIC_DIRECT" -c "$C" -p "$P" -s "$S" -t "$HALF_T"
-loadgen PROD_DIRECT2 produce-direct --brokers "$BROKERS" --topic "$TOPIC_DIRECT" -c "$C" -p "$P" -s "$S" -t "$HALF_T"
-loadgen PROD_GW2 produce-gateway --addr "$GW" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_T"
+# ---------------------------------------------------------------- stack
 
-loadgen PING_GW ping-gateway --addr "$GW" --dsn "$DSN_PUB" -c "$C" -p "$P" -t "$PING_T"
+mysql_port="$(free_port)"
+start_mariadb "$WORK/mysql" "$mysql_port"
+load_schema "$mysql_port"
+
+# Separate topics, so that neither side writes into a log the other filled.
+TOPIC_GW=bench_produce_gateway
+TOPIC_DIRECT=bench_produce_direct
+TOPIC_CONSUME=bench_consume
+# Grants are loaded at the gateway's start: insert them before.
+mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$mysql_port" -uroot databus_db -e "
+    INSERT INTO auth (app_id, group_name, operation, topic) VALUES
+        (1, 'group_name1', 3, '$TOPIC_GW'),
+        (1, 'group_name1', 3, '$TOPIC_CONSUME');" \
+    || die "could not grant the bench topics"
+DSN_PUB="app_key1:app_secret1@group_name1/topic=$TOPIC_GW&role=pub"
+DSN_SUB="app_key1:app_secret1@group_name1/topic=$TOPIC_CONSUME&role=sub"
+
+redis_port="$(free_port)"
+log "starting redis-server on 127.0.0.1:$redis_port"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --maxclients $((IDLE + 1000)) \
+    </dev/null >"$WORK/redis.log" 2>&1 &
+REDIS_PID=$!
+register_pid "$REDIS_PID" redis-server
+for ((i = 0; i < 40; i++)); do
+    port_accepts "$redis_port" && break
+    sleep 0.25
+done
+((i < 40)) || die "redis-server did not start (log: $WORK/redis.log)"
+
+# ---------------------------------------------------------------- runs
+
+# The front-end measurements need no broker traffic: a gateway of its own,
+# started fresh so that the idle-connection RSS is not blurred by what
+# earlier runs allocated.
+start_broker "${BROKERS[0]}"
+start_gateway frontend "$BROKER_ADDR" "$SHARDS"
+idle_rss IDLE_GW "$GW_PID" "$GW_ADDR" "$DSN_PUB"
+idle_rss IDLE_REDIS "$REDIS_PID" "127.0.0.1:$redis_port"
+loadgen PING_GW ping-gateway --addr "$GW_ADDR" --dsn "$DSN_PUB" -c "$C" -p "$P" -t "$PING_T"
 loadgen PING_REDIS ping-gateway --addr "127.0.0.1:$redis_port" -c "$C" -p "$P" -t "$PING_T"
 redis_bench RB_REDIS "$redis_port"
-redis_bench RB_GW "$gw_port" "$DSN_PUB"
+redis_bench RB_GW "$GW_PORT" "$DSN_PUB"
+stop_pid "$GW_PID" databus 15
+
+# merge LINE1 LINE2: one result line for two runs of a produce mode: sums of
+# messages, time and errors; latency percentiles are the mean of the two
+# runs' (equal-length runs; an approximation).
+merge() {
+    [[ -n "$1" && -n "$2" ]] || return 0
+    awk -v a="$1" -v b="$2" -v size="$S" 'BEGIN {
+        n = split(a, fa, " "); for (i = 1; i <= n; i++) { split(fa[i], kv, "="); A[kv[1]] = kv[2] }
+        n = split(b, fb, " "); for (i = 1; i <= n; i++) { split(fb[i], kv, "="); B[kv[1]] = kv[2] }
+        msgs = A["msgs"] + B["msgs"]; secs = A["secs"] + B["secs"]
+        printf "result mode=%s msgs=%d secs=%.2f msgs_per_s=%.0f mb_per_s=%.2f p50_us=%.0f p99_us=%.0f p999_us=%.0f errors=%d\n",
+            A["mode"], msgs, secs, msgs / secs, msgs * size / secs / 1e6,
+            (A["p50_us"] + B["p50_us"]) / 2, (A["p99_us"] + B["p99_us"]) / 2,
+            (A["p999_us"] + B["p999_us"]) / 2, A["errors"] + B["errors"] }'
+}
+
+HALF_T="$(awk -v t="$T" 'BEGIN { printf "%g", t / 2 }')"
+HALF_SCALE_T="$(awk -v t="$SCALE_T" 'BEGIN { printf "%g", t / 2 }')"
+declare -A R # R[<name>@<broker>] = result line
+
+# kafka_runs BROKER: every measurement that goes through a broker.
+kafka_runs() {
+    local b="$1" gw gw1 v1 v2 v3 v4
+    [[ "$b" == "${BROKERS[0]}" ]] || start_broker "$b"
+    start_gateway "gateway-$b" "$BROKER_ADDR" "$SHARDS"
+    gw="$GW_ADDR"
+    start_gateway "gateway-1shard-$b" "$BROKER_ADDR" 1
+    gw1="$GW_ADDR"
+
+    # tansu (memory storage) gets slower as it holds more records: a fetch
+    # after a few hundred thousand records elsewhere is ~10x slower, produce a
+    # few % per 100k. So the consume comparison runs first, on a nearly empty
+    # broker, and the saturated produce runs go in ABBA order (gateway,
+    # direct, direct, gateway; T/2 seconds each), so both sides see the same
+    # average broker state.
+    loadgen v1 preload --brokers "$BROKER_ADDR" --topic "$TOPIC_CONSUME" -m "$M" -s "$S"
+    R[preload@$b]="$v1"
+    loadgen v1 consume-gateway --addr "$gw" --dsn "$DSN_SUB" -k "$K" -m "$M" --timeout "$CONSUME_TIMEOUT"
+    loadgen v2 consume-direct --brokers "$BROKER_ADDR" --topic "$TOPIC_CONSUME" -k "$K" -m "$M" --timeout "$CONSUME_TIMEOUT"
+    R[cons_gw@$b]="$v1" R[cons_direct@$b]="$v2"
+
+    loadgen v1 produce-gateway --addr "$gw" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$RATE_T" --rate "$RATE"
+    loadgen v2 produce-direct --brokers "$BROKER_ADDR" --topic "$TOPIC_DIRECT" -c "$C" -p "$P" -s "$S" -t "$RATE_T" --rate "$RATE"
+    R[rate_gw@$b]="$v1" R[rate_direct@$b]="$v2"
+
+    loadgen v1 produce-gateway --addr "$gw" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_T"
+    loadgen v2 produce-direct --brokers "$BROKER_ADDR" --topic "$TOPIC_DIRECT" -c "$C" -p "$P" -s "$S" -t "$HALF_T"
+    loadgen v3 produce-direct --brokers "$BROKER_ADDR" --topic "$TOPIC_DIRECT" -c "$C" -p "$P" -s "$S" -t "$HALF_T"
+    loadgen v4 produce-gateway --addr "$gw" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_T"
+    R[prod_gw@$b]="$(merge "$v1" "$v4")" R[prod_direct@$b]="$(merge "$v2" "$v3")"
+
+    loadgen v1 produce-gateway --addr "$gw1" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_SCALE_T"
+    loadgen v2 produce-gateway --addr "$gw" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_SCALE_T"
+    loadgen v3 produce-gateway --addr "$gw" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_SCALE_T"
+    loadgen v4 produce-gateway --addr "$gw1" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_SCALE_T"
+    R[scale1@$b]="$(merge "$v1" "$v4")" R[scale_n@$b]="$(merge "$v2" "$v3")"
+
+    stop_all_of_broker
+}
+
+# Stops what kafka_runs started (and the broker): the next broker's runs get
+# the machine to themselves. MariaDB and redis-server stay.
+stop_all_of_broker() {
+    local entry keep=()
+    for entry in "${LIB_PIDS[@]}"; do
+        case "$entry" in
+        *:databus | *:tansu | *:loadgen) stop_pid "${entry%%:*}" "${entry#*:}" 15 ;;
+        *) keep+=("$entry") ;;
+        esac
+    done
+    LIB_PIDS=("${keep[@]}")
+}
+
+for b in "${BROKERS[@]}"; do
+    kafka_runs "$b"
+done
+
+# The parser micro-benchmark, commands/s on the four SET sizes.
+PARSER_ROWS=()
+RATIO_PARSER=n/a
+if [[ "$MODE" == smoke ]]; then
+    log "cargo bench --bench parser -- --test"
+    cargo bench --bench parser -- --test >>"$WORK/parser.log" 2>&1 || {
+        log "parser bench failed (log: $WORK/parser.log)"
+        FAILED=1
+    }
+else
+    criterion_args=()
+    [[ "$MODE" == full ]] || criterion_args=(--warm-up-time 0.5 --measurement-time 1)
+    log "cargo bench --bench parser -- ${criterion_args[*]} '^set_[^_]+/'"
+    if cargo bench --bench parser -- "${criterion_args[@]}" '^set_[^_]+/' >>"$WORK/parser.log" 2>&1; then
+        for size in 16B 100B 1KiB 64KiB; do
+            # Mean time per iteration (64 commands) → commands/s.
+            row_parser="$(python3 - "$REPO_ROOT/target/criterion/set_$size" "$size" <<'PY'
+import json, sys
+base, size = sys.argv[1], sys.argv[2]
+rate = {}
+for side in ("databus", "redis-protocol"):
+    with open(f"{base}/{side}/new/estimates.json") as f:
+        rate[side] = 64e9 / json.load(f)["mean"]["point_estimate"]
+print(f"{size} {rate['databus'] / 1e6:.2f} {rate['redis-protocol'] / 1e6:.2f} {rate['databus'] / rate['redis-protocol']:.3f}")
+PY
+)"
+            PARSER_ROWS+=("$row_parser")
+            [[ "$size" != 100B ]] || RATIO_PARSER="${row_parser##* }"
+        done
+    else
+        log "parser bench failed (log: $WORK/parser.log)"
+        FAILED=1
+    fi
+fi
 
 # ---------------------------------------------------------------- report
 
@@ -233,26 +426,12 @@ ms() { awk -v u="$1" 'BEGIN { if (u ~ /^[0-9]+$/) printf "%.2f", u / 1000; else 
 lat() { echo "$(ms "$(field "$1" p50_us)") / $(ms "$(field "$1" p99_us)") / $(ms "$(field "$1" p999_us)")"; }
 row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4"; }
 row3() { row "$1" "$(field "$2" "$4")" "$(field "$3" "$4")" "$(ratio "$(field "$2" "$4")" "$(field "$3" "$4")")"; }
-
-# merge LINE1 LINE2: one result line for two runs of a produce mode: sums of
-# messages, time and errors; latency percentiles are the mean of the two
-# runs' (equal-length runs; an approximation).
-merge() {
-    [[ -n "$1" && -n "$2" ]] || return 0
-    awk -v a="$1" -v b="$2" -v size="$S" 'BEGIN {
-        n = split(a, fa, " "); for (i = 1; i <= n; i++) { split(fa[i], kv, "="); A[kv[1]] = kv[2] }
-        n = split(b, fb, " "); for (i = 1; i <= n; i++) { split(fb[i], kv, "="); B[kv[1]] = kv[2] }
-        msgs = A["msgs"] + B["msgs"]; secs = A["secs"] + B["secs"]
-        printf "result mode=%s msgs=%d secs=%.2f msgs_per_s=%.0f mb_per_s=%.2f p50_us=%.0f p99_us=%.0f p999_us=%.0f errors=%d\n",
-            A["mode"], msgs, secs, msgs / secs, msgs * size / secs / 1e6,
-            (A["p50_us"] + B["p50_us"]) / 2, (A["p99_us"] + B["p99_us"]) / 2,
-            (A["p999_us"] + B["p999_us"]) / 2, A["errors"] + B["errors"] }'
+# p99 difference in ms, gateway minus baseline.
+p99_delta() {
+    awk -v a="$(field "$1" p99_us)" -v b="$(field "$2" p99_us)" 'BEGIN {
+        if (a ~ /^[0-9]+$/ && b ~ /^[0-9]+$/) printf "%+.2f ms", (a - b) / 1000; else printf "n/a" }'
 }
-PROD_GW="$(merge "$PROD_GW1" "$PROD_GW2")"
-PROD_DIRECT="$(merge "$PROD_DIRECT1" "$PROD_DIRECT2")"
 
-RATIO_PRODUCE="$(ratio "$(field "$PROD_GW" msgs_per_s)" "$(field "$PROD_DIRECT" msgs_per_s)")"
-RATIO_CONSUME="$(ratio "$(field "$CONS_GW" msgs_per_s)" "$(field "$CONS_DIRECT" msgs_per_s)")"
 if [[ -n "$RB_GW" && -n "$RB_REDIS" ]]; then
     RATIO_PING="$(ratio "$RB_GW" "$RB_REDIS")"
     PING_BASIS="redis-benchmark on both"
@@ -263,31 +442,50 @@ fi
 
 {
     echo
-    echo "databus end-to-end benchmark ($( ((QUICK)) && echo quick || echo full)): $(nproc) CPUs, tansu $TANSU_VERSION, topics with $PARTITIONS partitions"
+    echo "databus end-to-end benchmark ($MODE): $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), brokers: ${BROKERS[*]} (tansu $TANSU_VERSION), topics with $PARTITIONS partitions, gateway with $SHARDS shards"
     echo
     row "measurement" "gateway" "baseline" "gateway/baseline"
     row "---" "---:" "---:" "---:"
-    row3 "produce msgs/s (C=$C P=$P S=$S T=2x${HALF_T}s ABBA; baseline rdkafka)" "$PROD_GW" "$PROD_DIRECT" msgs_per_s
-    row3 "produce MB/s (values)" "$PROD_GW" "$PROD_DIRECT" mb_per_s
-    row "produce latency p50 / p99 / p99.9 ms, saturated (mean of 2 runs)" "$(lat "$PROD_GW")" "$(lat "$PROD_DIRECT")" \
-        "$(ratio "$(field "$PROD_GW" p99_us)" "$(field "$PROD_DIRECT" p99_us)") (p99)"
-    row "produce latency p50 / p99 / p99.9 ms at $RATE msgs/s (T=${RATE_T}s)" "$(lat "$RATE_GW")" "$(lat "$RATE_DIRECT")" \
-        "$(ratio "$(field "$RATE_GW" p99_us)" "$(field "$RATE_DIRECT" p99_us)") (p99)"
-    row "produce errors (saturated + fixed rate)" \
-        "$(field "$PROD_GW" errors) + $(field "$RATE_GW" errors)" "$(field "$PROD_DIRECT" errors) + $(field "$RATE_DIRECT" errors)" ""
-    row3 "consume msgs/s (K=$K M=$M; first MGET/poll → M distinct)" "$CONS_GW" "$CONS_DIRECT" msgs_per_s
-    row3 "consume msgs/s after the first message" "$CONS_GW" "$CONS_DIRECT" steady_msgs_per_s
-    row3 "consume: ms to the first message (group join)" "$CONS_GW" "$CONS_DIRECT" first_msg_ms
-    row3 "consume: delivered (incl. redeliveries)" "$CONS_GW" "$CONS_DIRECT" delivered
-    row3 "ping msgs/s, loadgen (C=$C P=$P T=${PING_T}s; gateway after AUTH; baseline redis-server)" "$PING_GW" "$PING_REDIS" msgs_per_s
+    for b in "${BROKERS[@]}"; do
+        row3 "**$b** produce msgs/s (C=$C P=$P S=$S, 2×${HALF_T}s ABBA; baseline rdkafka)" "${R[prod_gw@$b]}" "${R[prod_direct@$b]}" msgs_per_s
+        row3 "$b produce MB/s (values)" "${R[prod_gw@$b]}" "${R[prod_direct@$b]}" mb_per_s
+        row "$b produce latency p50 / p99 / p99.9 ms, saturated" "$(lat "${R[prod_gw@$b]}")" "$(lat "${R[prod_direct@$b]}")" \
+            "$(p99_delta "${R[prod_gw@$b]}" "${R[prod_direct@$b]}") (p99)"
+        row "$b produce latency p50 / p99 / p99.9 ms at $RATE msgs/s (${RATE_T}s)" "$(lat "${R[rate_gw@$b]}")" "$(lat "${R[rate_direct@$b]}")" \
+            "$(p99_delta "${R[rate_gw@$b]}" "${R[rate_direct@$b]}") (p99)"
+        row "$b produce errors (saturated + fixed rate)" \
+            "$(field "${R[prod_gw@$b]}" errors) + $(field "${R[rate_gw@$b]}" errors)" \
+            "$(field "${R[prod_direct@$b]}" errors) + $(field "${R[rate_direct@$b]}" errors)" ""
+        row3 "$b consume msgs/s, after the first message (K=$K M=$M)" "${R[cons_gw@$b]}" "${R[cons_direct@$b]}" steady_msgs_per_s
+        row3 "$b consume msgs/s, whole drain incl. group join" "${R[cons_gw@$b]}" "${R[cons_direct@$b]}" msgs_per_s
+        row3 "$b consume: ms to the first message (group join)" "${R[cons_gw@$b]}" "${R[cons_direct@$b]}" first_msg_ms
+        row3 "$b consume: delivered (M + redeliveries)" "${R[cons_gw@$b]}" "${R[cons_direct@$b]}" delivered
+        row3 "$b scale: produce msgs/s, $SHARDS shards (gateway) vs 1 shard (baseline), 2×${HALF_SCALE_T}s ABBA" \
+            "${R[scale_n@$b]}" "${R[scale1@$b]}" msgs_per_s
+    done
+    row3 "ping msgs/s, loadgen (C=$C P=$P ${PING_T}s; gateway after AUTH; baseline redis-server)" "$PING_GW" "$PING_REDIS" msgs_per_s
     row "ping msgs/s, redis-benchmark -t ping -P $P -c $C -n $PING_N (PING_MBULK; gateway with -a DSN)" "${RB_GW:-n/a}" "${RB_REDIS:-n/a}" "$(ratio "${RB_GW:-x}" "${RB_REDIS:-x}")"
+    row "RSS bytes per idle connection ($IDLE held; gateway: authenticated publishers; baseline redis-server)" \
+        "${IDLE_GW:-n/a}" "${IDLE_REDIS:-n/a}" "$(ratio "${IDLE_GW:-x}" "${IDLE_REDIS:-x}")"
+    for r in "${PARSER_ROWS[@]}"; do
+        read -r size ours theirs q <<<"$r"
+        row "parser M commands/s, SET with $size values (baseline redis-protocol 6)" "$ours" "$theirs" "$q"
+    done
     echo
-    echo "preload: $(field "$PRELOAD" msgs) records at $(field "$PRELOAD" msgs_per_s) msgs/s (direct)"
+    for b in "${BROKERS[@]}"; do
+        echo "preload@$b: $(field "${R[preload@$b]}" msgs) records at $(field "${R[preload@$b]}" msgs_per_s) msgs/s (direct)"
+    done
     echo "ping ratio basis: $PING_BASIS"
     echo
-    echo "ratio gateway/direct-produce $RATIO_PRODUCE"
-    echo "ratio gateway/direct-consume $RATIO_CONSUME"
+    for b in "${BROKERS[@]}"; do
+        echo "ratio gateway/direct-produce@$b $(ratio "$(field "${R[prod_gw@$b]}" msgs_per_s)" "$(field "${R[prod_direct@$b]}" msgs_per_s)")"
+        echo "ratio gateway/direct-p99-at-${RATE}@$b $(ratio "$(field "${R[rate_gw@$b]}" p99_us)" "$(field "${R[rate_direct@$b]}" p99_us)")"
+        echo "ratio gateway/direct-consume@$b $(ratio "$(field "${R[cons_gw@$b]}" steady_msgs_per_s)" "$(field "${R[cons_direct@$b]}" steady_msgs_per_s)")"
+        echo "ratio shards-$SHARDS/shards-1-produce@$b $(ratio "$(field "${R[scale_n@$b]}" msgs_per_s)" "$(field "${R[scale1@$b]}" msgs_per_s)")"
+    done
     echo "ratio gateway/redis-server-ping $RATIO_PING"
+    echo "ratio parser/redis-protocol $RATIO_PARSER"
+    echo "ratio idle-bytes-per-conn ${IDLE_GW:-n/a}"
 }
 
 if ((FAILED)); then

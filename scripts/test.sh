@@ -4,8 +4,8 @@
 #
 #   scripts/test.sh [extra cargo test args...]
 #
-# Extra args go to `cargo test --all-targets`; doc tests run only when no
-# extra args are given (and the crate has a library target).
+# Extra args go to `cargo test --all-targets`; doc tests and the benchmark
+# smoke run (scripts/bench.sh --smoke) run only when no extra args are given.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -46,6 +46,16 @@ if [[ "$STATUS" == 0 && $# == 0 && -f src/lib.rs ]]; then
     log "cargo test --doc"
     set +e
     cargo test --doc
+    STATUS=$?
+    set -e
+fi
+
+# The benchmark suite's smoke run keeps scripts/bench.sh and its helpers
+# working (mock broker, about a second per run; no timing is judged).
+if [[ "$STATUS" == 0 && $# == 0 ]]; then
+    log "scripts/bench.sh --smoke"
+    set +e
+    "$REPO_ROOT/scripts/bench.sh" --smoke
     STATUS=$?
     set -e
 fi
