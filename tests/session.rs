@@ -4,6 +4,9 @@
 
 mod common;
 
+use std::io::{ErrorKind, Read, Write};
+use std::time::Duration;
+
 use common::{seed_dsn, Gateway, TestDb};
 
 #[test]
@@ -266,4 +269,53 @@ fn inline_commands_work_like_telnet() {
     assert_eq!(c.read_reply(), "$11\r\nhello world\r\n");
     c.send(b"auth app_key1:app_secret1@group_name1/topic=test156&role=pub\r\n");
     assert_eq!(c.read_reply(), "+OK\r\n");
+}
+
+#[test]
+fn a_client_that_never_reads_cannot_make_the_gateway_buffer() {
+    let db = TestDb::new();
+    // At most 64 unanswered commands per connection.
+    let gw = Gateway::with_server(&db, "max_pipeline = 64");
+    let mut c = gw.publisher(&seed_dsn("pub"));
+    // Pipelined PINGs, never reading a reply. Once the socket buffers on both
+    // sides are full, the gateway must stop reading, and the client's writes
+    // stall. Loopback socket buffers hold a few MB; a gateway that kept
+    // reading (and buffering replies) would take all 64 MB.
+    const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+    let burst = PING.repeat(64 * 1024);
+    let limit = 64 << 20;
+    c.stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut written = 0usize;
+    while written < limit {
+        let at = written % burst.len();
+        match c.stream.write(&burst[at..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => break,
+            Err(e) => panic!("write failed: {e}"),
+        }
+    }
+    assert!(
+        written < limit,
+        "the gateway read all {written} bytes of a client that never reads"
+    );
+    // Now the client reads: every complete PING is answered, in order, and
+    // the connection still works once the last, partial PING is completed.
+    c.stream.set_write_timeout(None).unwrap();
+    let partial = written % PING.len();
+    let pongs = written / PING.len() + usize::from(partial > 0);
+    let reader = std::thread::spawn({
+        let mut stream = c.stream.try_clone().unwrap();
+        move || {
+            let mut got = vec![0u8; pongs * 7];
+            stream.read_exact(&mut got).map(|()| got)
+        }
+    });
+    if partial > 0 {
+        c.send(&PING[partial..]);
+    }
+    let got = reader.join().unwrap().expect("every PONG arrives");
+    assert!(got.chunks(7).all(|r| r == b"+PONG\r\n"));
+    assert_eq!(c.call(&["PING", "end"]), "$3\r\nend\r\n");
 }

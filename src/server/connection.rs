@@ -2,10 +2,11 @@
 //!
 //! Two halves run concurrently in the connection's task. The reader parses
 //! commands and hands the session's replies (some still deferred: produces waiting
-//! for the broker) to a bounded FIFO; the writer takes them in order, awaits the
-//! deferred ones and writes. So many produces are in flight per connection while
-//! replies keep command order, and a client that stops reading its replies stops
-//! the reader once the FIFO is full, instead of making the gateway buffer.
+//! for the broker) to a bounded FIFO (`outbox`); the writer takes them in order,
+//! awaits the deferred ones and writes. So many produces are in flight per
+//! connection while replies keep command order, and a client that stops reading
+//! its replies stops the reader once the FIFO is full, instead of making the
+//! gateway buffer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +15,6 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 
 use crate::auth::Role;
@@ -22,6 +22,8 @@ use crate::errors;
 use crate::resp::{Limits, Parser};
 use crate::session::{Reply, Session, Then};
 use crate::shared::Shared;
+
+use super::outbox::{self, Inbox, Outbox, Outgoing};
 
 /// Smallest and largest read; reads start small so that idle connections stay
 /// cheap, and grow while the client keeps filling them.
@@ -32,23 +34,17 @@ const KEEP_BUFFER: usize = 256 * 1024;
 /// Replies gathered before a write even if more are ready.
 const WRITE_BATCH: usize = 64 * 1024;
 
-/// What the writer receives. The connection ends when the reader returns: its
-/// sender is dropped, and the writer closes after the last queued reply.
-struct Outgoing {
-    reply: Reply,
-    /// The protocol version in force when the command ran (HELLO may change it).
-    resp3: bool,
-}
-
 pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
     }
     let (reader, writer) = futures_lite::io::split(stream);
-    let (tx, rx) = local_channel::new_bounded(shared.config.server.max_pipeline);
+    // The connection ends when the reader returns: its outbox is dropped, and
+    // the writer closes after the last queued reply.
+    let (outbox, inbox) = outbox::new(shared.config.server.max_pipeline);
     let session = Session::new(Arc::clone(&shared), peer);
-    let mut writing = std::pin::pin!(write_side(writer, rx));
-    let reading = read_side(reader, session, tx, &shared);
+    let mut writing = std::pin::pin!(write_side(writer, inbox));
+    let reading = read_side(reader, session, outbox, &shared);
     // The writer ends first after a reply that closes the connection, or when
     // the client stopped taking replies; then reading stops too.
     let ended = future::or(
@@ -85,9 +81,21 @@ enum Event {
 }
 
 async fn read_side(
+    reader: ReadHalf<TcpStream>,
+    session: Session,
+    mut outbox: Outbox,
+    shared: &Shared,
+) -> ReadEnd {
+    let end = read_loop(reader, session, &mut outbox, shared).await;
+    // Replies encoded but not yet handed over go out before the connection ends.
+    let _ = outbox.flush().await;
+    end
+}
+
+async fn read_loop(
     mut reader: ReadHalf<TcpStream>,
     mut session: Session,
-    tx: LocalSender<Outgoing>,
+    outbox: &mut Outbox,
     shared: &Shared,
 ) -> ReadEnd {
     let server = &shared.config.server;
@@ -105,30 +113,40 @@ async fn read_side(
 
     loop {
         // Everything already buffered is dispatched before reading more.
+        let mut commands = 0usize;
         loop {
             match parser.parse(&mut buf) {
                 Ok(Some(command)) => {
-                    last_command = Instant::now();
+                    commands += 1;
                     let step = session.handle(command);
                     let resp3 = session.resp3();
-                    if send(&tx, step.reply, resp3).await.is_err() {
+                    if outbox.push(step.reply, resp3).await.is_err() {
                         return ReadEnd::Finish;
                     }
                     match step.then {
                         Then::Continue => {}
                         Then::Close => return ReadEnd::Finish,
                         Then::RefuseRestAndClose => {
-                            refuse_buffered(&mut parser, &mut buf, &tx, resp3).await;
+                            refuse_buffered(&mut parser, &mut buf, outbox, resp3).await;
                             return ReadEnd::Finish;
                         }
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    let _ = send(&tx, Reply::error(errors::protocol(&e)), session.resp3()).await;
+                    let _ = outbox
+                        .push(Reply::error(errors::protocol(&e)), session.resp3())
+                        .await;
                     return ReadEnd::Finish;
                 }
             }
+        }
+        // One clock read per batch of pipelined commands, not per command.
+        if commands > 0 {
+            last_command = Instant::now();
+        }
+        if outbox.flush().await.is_err() {
+            return ReadEnd::Finish;
         }
         if buf.is_empty() && buf.capacity() > KEEP_BUFFER {
             buf = BytesMut::new();
@@ -175,14 +193,14 @@ async fn read_side(
             Event::Read(_) => return ReadEnd::ClientGone,
             Event::Deadline => {
                 if session.role().is_none() {
-                    let _ = send(&tx, Reply::error(errors::AUTH_TIMEOUT), false).await;
+                    let _ = outbox.push(Reply::error(errors::AUTH_TIMEOUT), false).await;
                 }
                 return ReadEnd::Finish;
             }
             Event::GrantsChanged => {
                 buf.truncate(start);
                 if let Some(error) = session.recheck() {
-                    let _ = send(&tx, error, session.resp3()).await;
+                    let _ = outbox.push(error, session.resp3()).await;
                     return ReadEnd::Finish;
                 }
             }
@@ -196,30 +214,30 @@ async fn read_side(
 async fn refuse_buffered(
     parser: &mut Parser,
     buf: &mut BytesMut,
-    tx: &LocalSender<Outgoing>,
+    outbox: &mut Outbox,
     resp3: bool,
 ) {
     while let Ok(Some(_)) = parser.parse(buf) {
-        if send(tx, Reply::error(errors::NOAUTH), resp3).await.is_err() {
+        if outbox
+            .push(Reply::error(errors::NOAUTH), resp3)
+            .await
+            .is_err()
+        {
             return;
         }
     }
 }
 
-async fn send(tx: &LocalSender<Outgoing>, reply: Reply, resp3: bool) -> Result<(), ()> {
-    tx.send(Outgoing { reply, resp3 }).await.map_err(drop)
-}
-
-async fn write_side(mut writer: WriteHalf<TcpStream>, rx: LocalReceiver<Outgoing>) {
+async fn write_side(mut writer: WriteHalf<TcpStream>, inbox: Inbox) {
     let mut out = BytesMut::new();
     loop {
         // Wait for the next reply only when nothing is waiting to be written;
         // otherwise write what is ready first, so a slow produce never holds back
         // the replies before it.
         let next = if out.is_empty() {
-            rx.recv().await
+            inbox.recv().await
         } else {
-            match future::poll_once(rx.recv()).await {
+            match future::poll_once(inbox.recv()).await {
                 Some(next) => next,
                 None => {
                     if flush(&mut writer, &mut out).await.is_err() {
@@ -229,25 +247,33 @@ async fn write_side(mut writer: WriteHalf<TcpStream>, rx: LocalReceiver<Outgoing
                 }
             }
         };
-        let Some(Outgoing { reply, resp3 }) = next else {
+        let Some(item) = next else {
             break;
         };
-        let reply = match reply {
-            Reply::Deferred(mut pending) => match future::poll_once(&mut pending).await {
-                Some(reply) => reply,
-                None => {
-                    if flush(&mut writer, &mut out).await.is_err() {
-                        return;
-                    }
-                    pending.await
+        let credits = item.credits();
+        match item {
+            Outgoing::Encoded { bytes, .. } if out.is_empty() => out = bytes,
+            Outgoing::Encoded { bytes, .. } => out.extend_from_slice(&bytes),
+            Outgoing::Reply { reply, resp3 } => {
+                let reply = match reply {
+                    Reply::Deferred(mut pending) => match future::poll_once(&mut pending).await {
+                        Some(reply) => reply,
+                        None => {
+                            if flush(&mut writer, &mut out).await.is_err() {
+                                return;
+                            }
+                            pending.await
+                        }
+                    },
+                    ready => ready,
+                };
+                reply.encode(&mut out, resp3);
+                if matches!(reply, Reply::ErrorThenClose(_)) {
+                    break;
                 }
-            },
-            ready => ready,
-        };
-        reply.encode(&mut out, resp3);
-        if matches!(reply, Reply::ErrorThenClose(_)) {
-            break;
+            }
         }
+        inbox.taken(credits);
         if out.len() >= WRITE_BATCH && flush(&mut writer, &mut out).await.is_err() {
             return;
         }

@@ -2,6 +2,7 @@
 //! that accept, parse and answer client connections.
 
 pub mod connection;
+mod outbox;
 pub mod shard;
 
 use std::net::SocketAddr;
