@@ -17,6 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_lite::{future, StreamExt};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{
@@ -112,6 +113,7 @@ impl ConsumerService {
                         "max.poll.interval.ms",
                         max_poll_interval(config).as_millis().to_string(),
                     );
+                prefetch_limits(&mut c, config.consumer.batch);
                 // The operator's properties (security settings above all) apply
                 // to consumers as to producers, and win.
                 for (key, value) in &cluster.kafka {
@@ -341,10 +343,33 @@ impl MemberTask {
         let poll_deadline = Instant::now() + self.settings.poll_timeout;
         let mut deadline = poll_deadline;
         let mut batch = Vec::new();
-        loop {
+        // One stream for the whole fetch: it registers with the consumer once.
+        let mut messages = self.consumer.stream();
+        'fetch: loop {
             if context.lock().starved {
                 let _ = reply.send(Fetched::TooManyConsumers);
                 return;
+            }
+            // What librdkafka already holds is taken with one poll a message;
+            // the select! below (four futures and a timer) runs only to wait.
+            while let Some(next) = future::poll_once(messages.next()).await {
+                match next {
+                    Some(Ok(message)) => {
+                        if self.take(&message, encoding, &mut batch) {
+                            break 'fetch;
+                        }
+                        // The batch window starts with the first message for
+                        // the client (not with a skipped one).
+                        if deadline == poll_deadline && !batch.is_empty() {
+                            deadline =
+                                (Instant::now() + self.settings.batch_window).min(poll_deadline);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(group = %context.group, error = %e, "consumer error");
+                    }
+                    None => break,
+                }
             }
             tokio::select! {
                 // The client went away mid-MGET: nobody to answer.
@@ -353,20 +378,20 @@ impl MemberTask {
                 _ = connection_closed(gone) => break,
                 // A rebalance finished: check for starvation again.
                 _ = context.rebalanced.notified() => continue,
-                received = tokio::time::timeout_at(deadline, self.consumer.recv()) => match received {
+                received = tokio::time::timeout_at(deadline, messages.next()) => match received {
                     Err(_elapsed) => break,
-                    Ok(Err(e)) => {
+                    Ok(None) => break,
+                    Ok(Some(Err(e))) => {
                         tracing::warn!(group = %context.group, error = %e, "consumer error");
                     }
-                    Ok(Ok(message)) => {
-                        if let Some(encoded) = self.accept(&message, encoding) {
-                            batch.push(encoded);
-                            if batch.len() >= self.settings.batch {
-                                break;
-                            }
-                            if deadline == poll_deadline {
-                                deadline = (Instant::now() + self.settings.batch_window).min(poll_deadline);
-                            }
+                    Ok(Some(Ok(message))) => {
+                        if self.take(&message, encoding, &mut batch) {
+                            break;
+                        }
+                        // The batch window starts with the first message for
+                        // the client (not with a skipped one).
+                        if deadline == poll_deadline && !batch.is_empty() {
+                            deadline = (Instant::now() + self.settings.batch_window).min(poll_deadline);
                         }
                     }
                 },
@@ -376,6 +401,20 @@ impl MemberTask {
             .messages_delivered
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let _ = reply.send(Fetched::Messages(batch));
+    }
+
+    /// Adds `message` to `batch` unless its color skips it; true when the batch
+    /// is full.
+    fn take(
+        &self,
+        message: &BorrowedMessage<'_>,
+        encoding: Encoding,
+        batch: &mut Vec<Bytes>,
+    ) -> bool {
+        if let Some(encoded) = self.accept(message, encoding) {
+            batch.push(encoded);
+        }
+        batch.len() >= self.settings.batch
     }
 
     /// Encodes a message for the client, or skips it when it carries another
@@ -425,6 +464,21 @@ async fn connection_closed(gone: &mut Option<oneshot::Receiver<()>>) {
         let _ = signal.await;
         *gone = None;
     }
+}
+
+/// How much each member prefetches. librdkafka's defaults suit one consumer
+/// per process: up to 64 MiB and 100,000 messages per partition queued, and
+/// once past that, no fetch for a second. A gateway holds a member per
+/// subscriber connection, and the second without a fetch showed as a 0.6 s
+/// stall in the middle of every drain (benches/loadgen.rs consume-gateway).
+/// So: about a hundred MGETs' worth queued, at most 16 MiB, and a short
+/// backoff. Operators can still override each in `[clusters.<n>.kafka]`.
+fn prefetch_limits(config: &mut ClientConfig, batch: usize) {
+    let messages = (batch * 100).clamp(1_000, 100_000);
+    config
+        .set("queued.min.messages", messages.to_string())
+        .set("queued.max.messages.kbytes", "16384")
+        .set("fetch.queue.backoff.ms", "20");
 }
 
 /// Sends the commits the client made since the last call. Works with the
