@@ -20,7 +20,8 @@
 //!     for longer runs (also works against redis-server without one).
 //! consume-gateway --addr A --dsn DSN(role=sub) [-k 4] [-m 100000] [--timeout 60]
 //!     K subscriber connections of one group drain M records with `MGET pb`,
-//!     committing the last offset per partition after each batch.
+//!     committing the last offset per partition of each batch (pipelined with
+//!     the next MGET).
 //! consume-direct  --brokers B --topic T [-k 4] [-m 100000] [--timeout 60]
 //!     K rdkafka consumers of one new group (manual commit, earliest) drain M.
 //! preload         --brokers B --topic T [-m 100000] [-s 100]
@@ -949,8 +950,10 @@ async fn consume_gateway(args: &Args) -> Result<String> {
     drain.report("consume-gateway", start, deadline)
 }
 
-/// One subscriber connection: `MGET pb`, then commit the highest offset per
-/// partition of the batch, until the drain is complete.
+/// One subscriber connection: `MGET pb`, then the commits of the highest
+/// offset per partition of the batch pipelined with the next `MGET`, as an
+/// efficient client does (the gateway applies them in order), until the drain
+/// is complete.
 async fn subscriber(
     mut stream: TcpStream,
     mut rbuf: BytesMut,
@@ -959,10 +962,16 @@ async fn subscriber(
 ) -> Result<()> {
     let deadline: tokio::time::Instant = deadline.into();
     let mut cmd = Vec::new();
+    let mut commits = 0;
     while !drain.finished() {
-        stream
-            .write_all(b"*2\r\n$4\r\nMGET\r\n$2\r\npb\r\n")
-            .await?;
+        cmd.extend_from_slice(b"*2\r\n$4\r\nMGET\r\n$2\r\npb\r\n");
+        stream.write_all(&cmd).await?;
+        for _ in 0..commits {
+            let reply = read_reply(&mut stream, &mut rbuf, deadline).await?;
+            if &reply[..] != b"+OK\r\n" {
+                drain.error(format!("commit answered {:?}", lossy(&reply)));
+            }
+        }
         let reply = read_reply(&mut stream, &mut rbuf, deadline).await?;
         let items = array_items(&reply).map_err(|e| format!("MGET answered {e}"))?;
         let mut batch = Vec::with_capacity(items.len());
@@ -974,9 +983,6 @@ async fn subscriber(
             *o = (*o).max(m.offset);
         }
         drain.add(&batch);
-        if last.is_empty() {
-            continue;
-        }
         cmd.clear();
         for (p, o) in &last {
             encode(
@@ -984,13 +990,7 @@ async fn subscriber(
                 &[b"SET", p.to_string().as_bytes(), o.to_string().as_bytes()],
             );
         }
-        stream.write_all(&cmd).await?;
-        for _ in 0..last.len() {
-            let reply = read_reply(&mut stream, &mut rbuf, deadline).await?;
-            if &reply[..] != b"+OK\r\n" {
-                drain.error(format!("commit answered {:?}", lossy(&reply)));
-            }
-        }
+        commits = last.len();
     }
     Ok(())
 }

@@ -100,18 +100,50 @@ impl Consumed<'_> {
         self.timestamp_ms.map_or(0, |ms| ms.div_euclid(1000))
     }
 
+    /// The bytes `MessagePb { .. }.encode_to_vec()` gives, written straight
+    /// from the borrowed record: no owned copy of key, value and topic first
+    /// (this runs once per delivered message on the control thread). Fields in
+    /// tag order, proto3 defaults (empty, zero) left out, as prost does;
+    /// `pb_is_what_prost_encodes` holds the two together.
     fn encode_pb(&self) -> Bytes {
-        MessagePb {
-            key: String::from_utf8_lossy(self.key.unwrap_or_default()).into_owned(),
-            value: self.value.unwrap_or_default().to_vec(),
-            topic: self.topic.to_owned(),
-            partition: self.partition,
-            offset: self.offset,
-            timestamp: self.timestamp_secs(),
-            metadata: self.metadata_map().unwrap_or_default(),
+        use prost::encoding::{self, WireType};
+        let key = String::from_utf8_lossy(self.key.unwrap_or_default());
+        let value = self.value.unwrap_or_default();
+        let metadata = self.metadata_map().unwrap_or_default();
+        let mut out = Vec::with_capacity(32 + key.len() + value.len() + self.topic.len());
+        let bytes_field = |tag: u32, data: &[u8], out: &mut Vec<u8>| {
+            if !data.is_empty() {
+                encoding::encode_key(tag, WireType::LengthDelimited, out);
+                encoding::encode_varint(data.len() as u64, out);
+                out.extend_from_slice(data);
+            }
+        };
+        bytes_field(1, key.as_bytes(), &mut out);
+        bytes_field(2, value, &mut out);
+        bytes_field(3, self.topic.as_bytes(), &mut out);
+        // int32 and int64 are varints of the two's complement, sign-extended.
+        for (tag, number) in [
+            (4, i64::from(self.partition)),
+            (5, self.offset),
+            (6, self.timestamp_secs()),
+        ] {
+            if number != 0 {
+                encoding::encode_key(tag, WireType::Varint, &mut out);
+                encoding::encode_varint(number as u64, &mut out);
+            }
         }
-        .encode_to_vec()
-        .into()
+        if !metadata.is_empty() {
+            encoding::hash_map::encode(
+                encoding::string::encode,
+                encoding::string::encoded_len,
+                encoding::string::encode,
+                encoding::string::encoded_len,
+                7,
+                &metadata,
+                &mut out,
+            );
+        }
+        out.into()
     }
 
     /// `{"key":..,"value":..,"topic":..,"partition":..,"offset":..,"timestamp":..,"metadata":..}`
@@ -236,6 +268,46 @@ mod tests {
             json.ends_with(br#""metadata":{"a":"1","b":"2"}}"#),
             "{json:?}"
         );
+    }
+
+    #[test]
+    fn pb_is_what_prost_encodes() {
+        let header = metadata_header(br#"{"a":"1"}"#).unwrap();
+        let records = [
+            consumed(Some(b"\x00bin"), Some(&header)),
+            consumed(None, None),
+            Consumed {
+                key: Some(b"k\xff"),
+                value: Some(&[7; 300]),
+                topic: "",
+                partition: -1,
+                offset: 0,
+                timestamp_ms: Some(-1_500),
+                metadata: None,
+            },
+            Consumed {
+                key: None,
+                value: Some(b""),
+                topic: "topic",
+                partition: i32::MAX,
+                offset: i64::MAX,
+                timestamp_ms: None,
+                metadata: Some(b"not a header"),
+            },
+        ];
+        for record in records {
+            let derived = MessagePb {
+                key: String::from_utf8_lossy(record.key.unwrap_or_default()).into_owned(),
+                value: record.value.unwrap_or_default().to_vec(),
+                topic: record.topic.to_owned(),
+                partition: record.partition,
+                offset: record.offset,
+                timestamp: record.timestamp_secs(),
+                metadata: record.metadata_map().unwrap_or_default(),
+            }
+            .encode_to_vec();
+            assert_eq!(record.encode_pb(), derived);
+        }
     }
 
     #[test]
