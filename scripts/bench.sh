@@ -13,7 +13,8 @@
 #             plus latency at a fixed rate (1,000 msgs/s)
 #   consume : MGET pb + commit through the gateway (K subscribers of one
 #             group) vs K rdkafka consumers, draining M preloaded records
-#   scale   : produce through a 1-shard gateway vs one with a shard per CPU
+#   scale   : produce through a 1-shard gateway vs one with a shard per CPU,
+#             and with a producer per shard vs one shared by the shards
 #   ping    : pipelined PING to the gateway vs to redis-server (loadgen and
 #             redis-benchmark -t ping -P P -c C)
 #   idle    : RSS per idle authenticated connection (N held), gateway and
@@ -135,15 +136,16 @@ loadgen() {
     printf -v "$var" '%s' "$out"
 }
 
-# start_gateway NAME BROKERS SHARDS: a databus on a free port; sets GW_ADDR,
-# GW_PORT and GW_PID.
+# start_gateway NAME BROKERS SHARDS [PRODUCERS]: a databus on a free port;
+# sets GW_ADDR, GW_PORT and GW_PID.
 start_gateway() {
-    local name="$1" brokers="$2" shards="$3" i
+    local name="$1" brokers="$2" shards="$3" producers="${4:-shared}" i
     GW_PORT="$(free_port)"
     cat >"$WORK/$name.toml" <<TOML
 [server]
 addr = "127.0.0.1:$GW_PORT"
 shards = $shards
+producers = "$producers"
 max_connections = $((IDLE + 1000))
 
 [auth]
@@ -320,12 +322,17 @@ declare -A R # R[<name>@<broker>] = result line
 
 # kafka_runs BROKER: every measurement that goes through a broker.
 kafka_runs() {
-    local b="$1" gw gw1 v1 v2 v3 v4
+    local b="$1" gw gw1 gwp v1 v2 v3 v4 m="$M"
+    # The mock cluster keeps about 40,000 records per partition.
+    [[ "$b" != mock ]] || ((m <= 200000)) || m=200000
+    R[m@$b]="$m"
     [[ "$b" == "${BROKERS[0]}" ]] || start_broker "$b"
     start_gateway "gateway-$b" "$BROKER_ADDR" "$SHARDS"
     gw="$GW_ADDR"
     start_gateway "gateway-1shard-$b" "$BROKER_ADDR" 1
     gw1="$GW_ADDR"
+    start_gateway "gateway-per-shard-$b" "$BROKER_ADDR" "$SHARDS" per_shard
+    gwp="$GW_ADDR"
 
     # tansu (memory storage) gets slower as it holds more records: a fetch
     # after a few hundred thousand records elsewhere is ~10x slower, produce a
@@ -333,10 +340,10 @@ kafka_runs() {
     # broker, and the saturated produce runs go in ABBA order (gateway,
     # direct, direct, gateway; T/2 seconds each), so both sides see the same
     # average broker state.
-    loadgen v1 preload --brokers "$BROKER_ADDR" --topic "$TOPIC_CONSUME" -m "$M" -s "$S"
+    loadgen v1 preload --brokers "$BROKER_ADDR" --topic "$TOPIC_CONSUME" -m "$m" -s "$S"
     R[preload@$b]="$v1"
-    loadgen v1 consume-gateway --addr "$gw" --dsn "$DSN_SUB" -k "$K" -m "$M" --timeout "$CONSUME_TIMEOUT"
-    loadgen v2 consume-direct --brokers "$BROKER_ADDR" --topic "$TOPIC_CONSUME" -k "$K" -m "$M" --timeout "$CONSUME_TIMEOUT"
+    loadgen v1 consume-gateway --addr "$gw" --dsn "$DSN_SUB" -k "$K" -m "$m" --timeout "$CONSUME_TIMEOUT"
+    loadgen v2 consume-direct --brokers "$BROKER_ADDR" --topic "$TOPIC_CONSUME" -k "$K" -m "$m" --timeout "$CONSUME_TIMEOUT"
     R[cons_gw@$b]="$v1" R[cons_direct@$b]="$v2"
 
     loadgen v1 produce-gateway --addr "$gw" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$RATE_T" --rate "$RATE"
@@ -354,6 +361,12 @@ kafka_runs() {
     loadgen v3 produce-gateway --addr "$gw" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_SCALE_T"
     loadgen v4 produce-gateway --addr "$gw1" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_SCALE_T"
     R[scale1@$b]="$(merge "$v1" "$v4")" R[scale_n@$b]="$(merge "$v2" "$v3")"
+
+    loadgen v1 produce-gateway --addr "$gwp" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_SCALE_T"
+    loadgen v2 produce-gateway --addr "$gw" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_SCALE_T"
+    loadgen v3 produce-gateway --addr "$gw" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_SCALE_T"
+    loadgen v4 produce-gateway --addr "$gwp" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_SCALE_T"
+    R[per_shard@$b]="$(merge "$v1" "$v4")" R[shared@$b]="$(merge "$v2" "$v3")"
 
     stop_all_of_broker
 }
@@ -456,12 +469,14 @@ fi
         row "$b produce errors (saturated + fixed rate)" \
             "$(field "${R[prod_gw@$b]}" errors) + $(field "${R[rate_gw@$b]}" errors)" \
             "$(field "${R[prod_direct@$b]}" errors) + $(field "${R[rate_direct@$b]}" errors)" ""
-        row3 "$b consume msgs/s, after the first message (K=$K M=$M)" "${R[cons_gw@$b]}" "${R[cons_direct@$b]}" steady_msgs_per_s
+        row3 "$b consume msgs/s, after the first message (K=$K M=${R[m@$b]})" "${R[cons_gw@$b]}" "${R[cons_direct@$b]}" steady_msgs_per_s
         row3 "$b consume msgs/s, whole drain incl. group join" "${R[cons_gw@$b]}" "${R[cons_direct@$b]}" msgs_per_s
         row3 "$b consume: ms to the first message (group join)" "${R[cons_gw@$b]}" "${R[cons_direct@$b]}" first_msg_ms
         row3 "$b consume: delivered (M + redeliveries)" "${R[cons_gw@$b]}" "${R[cons_direct@$b]}" delivered
         row3 "$b scale: produce msgs/s, $SHARDS shards (gateway) vs 1 shard (baseline), 2×${HALF_SCALE_T}s ABBA" \
             "${R[scale_n@$b]}" "${R[scale1@$b]}" msgs_per_s
+        row3 "$b producers: produce msgs/s, one per shard (gateway) vs shared (baseline), 2×${HALF_SCALE_T}s ABBA" \
+            "${R[per_shard@$b]}" "${R[shared@$b]}" msgs_per_s
     done
     row3 "ping msgs/s, loadgen (C=$C P=$P ${PING_T}s; gateway after AUTH; baseline redis-server)" "$PING_GW" "$PING_REDIS" msgs_per_s
     row "ping msgs/s, redis-benchmark -t ping -P $P -c $C -n $PING_N (PING_MBULK; gateway with -a DSN)" "${RB_GW:-n/a}" "${RB_REDIS:-n/a}" "$(ratio "${RB_GW:-x}" "${RB_REDIS:-x}")"
@@ -482,6 +497,7 @@ fi
         echo "ratio gateway/direct-p99-at-${RATE}@$b $(ratio "$(field "${R[rate_gw@$b]}" p99_us)" "$(field "${R[rate_direct@$b]}" p99_us)")"
         echo "ratio gateway/direct-consume@$b $(ratio "$(field "${R[cons_gw@$b]}" steady_msgs_per_s)" "$(field "${R[cons_direct@$b]}" steady_msgs_per_s)")"
         echo "ratio shards-$SHARDS/shards-1-produce@$b $(ratio "$(field "${R[scale_n@$b]}" msgs_per_s)" "$(field "${R[scale1@$b]}" msgs_per_s)")"
+        echo "ratio per-shard/shared-producers@$b $(ratio "$(field "${R[per_shard@$b]}" msgs_per_s)" "$(field "${R[shared@$b]}" msgs_per_s)")"
     done
     echo "ratio gateway/redis-server-ping $RATIO_PING"
     echo "ratio parser/redis-protocol $RATIO_PARSER"

@@ -57,6 +57,20 @@ pub struct ServerConfig {
     /// Longest a shutdown waits for in-flight produces before it exits anyway.
     #[serde(deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
+    /// One Kafka producer per cluster for all shards, or one per shard.
+    pub producers: ProducerLayout,
+}
+
+/// How shards share Kafka producers (README, Benchmarks: which won).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProducerLayout {
+    /// One producer per cluster: one librdkafka instance batches the records of
+    /// every shard.
+    Shared,
+    /// A producer per cluster and shard: no librdkafka queue shared across
+    /// threads, but as many instances, connections and smaller batches.
+    PerShard,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +88,7 @@ impl Default for ServerConfig {
             max_bulk_len: 1024 * 1024 + 4096,
             max_pipeline: 4096,
             shutdown_timeout: Duration::from_secs(15),
+            producers: ProducerLayout::Shared,
         }
     }
 }
@@ -315,6 +330,7 @@ mod tests {
         let c = Config::parse(MINIMAL).unwrap();
         assert_eq!(c.server.addr, "0.0.0.0:6205".parse().unwrap());
         assert_eq!(c.server.shards, 0);
+        assert_eq!(c.server.producers, ProducerLayout::Shared);
         assert_eq!(c.server.max_connections, 10_000);
         assert_eq!(c.server.auth_timeout, Duration::from_secs(5));
         assert_eq!(c.server.pub_idle_timeout, Duration::from_secs(1200));
@@ -369,6 +385,18 @@ mod tests {
             "[clusters.cluster1]\npartitioner = \"fnv\"",
         ));
         assert!(e.contains("clusters.cluster1.partitioner"), "{e}");
+    }
+
+    #[test]
+    fn producer_layout_is_shared_or_per_shard() {
+        let layout = |v: &str| {
+            Config::parse(&format!("{MINIMAL}\n[server]\nproducers = \"{v}\"\n"))
+                .map(|c| c.server.producers)
+        };
+        assert_eq!(layout("shared").unwrap(), ProducerLayout::Shared);
+        assert_eq!(layout("per_shard").unwrap(), ProducerLayout::PerShard);
+        let e = error_of(&format!("{MINIMAL}\n[server]\nproducers = \"each\"\n"));
+        assert!(e.contains("shared") && e.contains("per_shard"), "{e}");
     }
 
     #[test]

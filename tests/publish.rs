@@ -222,3 +222,33 @@ fn sigterm_drains_in_flight_produces_and_exits_zero() {
         assert_eq!(r.value.as_deref(), Some(format!("v{i}").as_bytes()));
     }
 }
+
+#[test]
+fn a_producer_per_shard_delivers_every_set() {
+    let db = TestDb::new();
+    let topic = create_topic(3);
+    db.grant_topic(&topic, 2);
+    let gw = GatewayConfig {
+        server: "producers = \"per_shard\"",
+        shards: 2,
+        ..GatewayConfig::new(&db)
+    }
+    .start();
+    // Eight connections: the kernel spreads them over both shards' listeners.
+    let mut values = Vec::new();
+    for c in 0..8 {
+        let mut p = gw.publisher(&dsn(&topic, "pub"));
+        for i in 0..5 {
+            let value = format!("\"c{c}-{i}\"");
+            assert_eq!(p.call(&["SET", "k", &value]), "+OK\r\n");
+            values.push(value);
+        }
+    }
+    let mut got: Vec<String> = read_topic(&topic, 3, values.len())
+        .into_iter()
+        .map(|r| String::from_utf8(r.value.unwrap()).unwrap())
+        .collect();
+    got.sort();
+    values.sort();
+    assert_eq!(got, values);
+}

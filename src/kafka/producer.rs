@@ -1,4 +1,5 @@
-//! Kafka producers: one per configured cluster, shared by every shard, and the
+//! Kafka producers: one per configured cluster, shared by every shard (or one
+//! per shard and cluster, `server.producers = "per_shard"`), and the
 //! produce call a publisher's SET becomes (protocol.md §4).
 //!
 //! A produce is enqueued synchronously (`send_result`), so a connection's pipelined
@@ -15,7 +16,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::context::KafkaContext;
-use crate::config::{ClusterConfig, Config};
+use crate::config::{ClusterConfig, Config, ProducerLayout};
 
 /// Room for the key, headers and framing on top of the largest value.
 const RECORD_OVERHEAD: usize = 64 * 1024;
@@ -25,7 +26,8 @@ pub type ClusterProducer = FutureProducer<KafkaContext>;
 
 /// The producers, by cluster name.
 pub struct Producers {
-    by_cluster: HashMap<String, ClusterProducer>,
+    /// Per cluster: one producer, or one per shard (`server.producers`).
+    by_cluster: HashMap<String, Vec<ClusterProducer>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,36 +52,58 @@ pub struct Record<'a> {
 
 impl Producers {
     pub fn create(config: &Config) -> Result<Producers> {
+        let copies = match config.server.producers {
+            ProducerLayout::Shared => 1,
+            ProducerLayout::PerShard => config.shard_count(),
+        };
         let mut by_cluster = HashMap::new();
         for (name, cluster) in &config.clusters {
-            let context = KafkaContext {
-                cluster: name.clone(),
-            };
-            let producer = producer_config(cluster, config)
-                .create_with_context(context)
-                .with_context(|| format!("cannot create the Kafka producer for cluster {name}"))?;
-            by_cluster.insert(name.clone(), producer);
+            let producers = (0..copies)
+                .map(|_| {
+                    let context = KafkaContext {
+                        cluster: name.clone(),
+                    };
+                    producer_config(cluster, config)
+                        .create_with_context(context)
+                        .with_context(|| {
+                            format!("cannot create the Kafka producer for cluster {name}")
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            by_cluster.insert(name.clone(), producers);
         }
         Ok(Producers { by_cluster })
     }
 
+    /// The producer for `cluster` that the calling shard uses.
     pub fn get(&self, cluster: &str) -> Option<&ClusterProducer> {
-        self.by_cluster.get(cluster)
+        let producers = self.by_cluster.get(cluster)?;
+        match producers.len() {
+            1 => producers.first(),
+            // Executor ids are small and consecutive: one producer each.
+            n => producers.get(glommio::executor().id() % n),
+        }
     }
 
     /// Waits up to `timeout` for everything queued to be delivered.
     pub fn flush_all(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        for (name, producer) in &self.by_cluster {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if let Err(e) = producer.flush(left) {
-                tracing::warn!(cluster = %name, error = %e, "flush at shutdown incomplete");
+        for (name, producers) in &self.by_cluster {
+            for producer in producers {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if let Err(e) = producer.flush(left) {
+                    tracing::warn!(cluster = %name, error = %e, "flush at shutdown incomplete");
+                }
             }
         }
     }
 
     pub fn in_flight(&self) -> i32 {
-        self.by_cluster.values().map(|p| p.in_flight_count()).sum()
+        self.by_cluster
+            .values()
+            .flatten()
+            .map(|p| p.in_flight_count())
+            .sum()
     }
 }
 
