@@ -59,6 +59,11 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// One Kafka producer per cluster for all shards, or one per shard.
     pub producers: ProducerLayout,
+    /// Failed AUTHs allowed per source address within `auth_failure_window`;
+    /// past it, AUTH from that address is refused unchecked. 0 = no limit.
+    pub max_auth_failures: u32,
+    #[serde(deserialize_with = "duration")]
+    pub auth_failure_window: Duration,
 }
 
 /// How shards share Kafka producers (README, Benchmarks: which won).
@@ -89,6 +94,8 @@ impl Default for ServerConfig {
             max_pipeline: 4096,
             shutdown_timeout: Duration::from_secs(15),
             producers: ProducerLayout::Shared,
+            max_auth_failures: 20,
+            auth_failure_window: Duration::from_secs(60),
         }
     }
 }
@@ -216,6 +223,7 @@ impl Config {
             ("server.pub_idle_timeout", s.pub_idle_timeout),
             ("server.sub_idle_timeout", s.sub_idle_timeout),
             ("server.produce_timeout", s.produce_timeout),
+            ("server.auth_failure_window", s.auth_failure_window),
             ("auth.refresh_interval", self.auth.refresh_interval),
             ("consumer.poll_timeout", self.consumer.poll_timeout),
             ("consumer.session_timeout", self.consumer.session_timeout),

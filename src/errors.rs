@@ -11,6 +11,8 @@ pub const INVALID_AUTH_STRING: &str =
     "ERR invalid auth string: expected key:secret@group/topic=T&role=pub|sub";
 pub const WRONGPASS: &str = "WRONGPASS invalid key, secret, group or topic";
 pub const BAD_ROLE: &str = "ERR role must be pub or sub";
+pub const TOO_MANY_AUTH_FAILURES: &str =
+    "ERR too many failed AUTH attempts from this address, retry later";
 pub const CREDENTIALS_REVOKED: &str = "ERR credentials revoked";
 pub const CLUSTER_CHANGED: &str = "ERR cluster changed, reconnect";
 pub const MAX_CLIENTS: &str = "ERR max number of clients reached";

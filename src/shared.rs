@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::auth::limiter::FailedAuthLimiter;
 use crate::auth::AuthHub;
 use crate::config::Config;
 use crate::kafka::consumer::ConsumerService;
@@ -16,6 +17,8 @@ pub struct Shared {
     pub auth: Arc<AuthHub>,
     pub producers: Producers,
     pub consumers: ConsumerService,
+    /// Failed AUTHs per source address (`server.max_auth_failures`).
+    pub auth_failures: FailedAuthLimiter,
     /// Turns true once when the process starts shutting down.
     pub shutdown: watch::Receiver<bool>,
     connections: AtomicUsize,
@@ -41,8 +44,13 @@ impl Shared {
         consumers: ConsumerService,
         shutdown: watch::Receiver<bool>,
     ) -> Shared {
+        let auth_failures = FailedAuthLimiter::new(
+            config.server.max_auth_failures,
+            config.server.auth_failure_window,
+        );
         Shared {
             config,
+            auth_failures,
             auth,
             producers,
             consumers,

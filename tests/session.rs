@@ -319,3 +319,41 @@ fn a_client_that_never_reads_cannot_make_the_gateway_buffer() {
     assert!(got.chunks(7).all(|r| r == b"+PONG\r\n"));
     assert_eq!(c.call(&["PING", "end"]), "$3\r\nend\r\n");
 }
+
+#[test]
+fn failed_auths_are_bounded_per_address() {
+    let db = TestDb::new();
+    let gw = Gateway::with_server(&db, "max_auth_failures = 3\nauth_failure_window = \"2s\"");
+    let wrong = seed_dsn("pub").replace("app_secret1", "guess");
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        let mut c = gw.client();
+        assert_eq!(
+            c.call(&["AUTH", &wrong]),
+            "-WRONGPASS invalid key, secret, group or topic\r\n"
+        );
+        c.expect_closed();
+    }
+    // Past the limit, even the right secret is refused unchecked, and closed.
+    let refused = "-ERR too many failed AUTH attempts from this address, retry later\r\n";
+    let mut c = gw.client();
+    assert_eq!(c.call(&["AUTH", &seed_dsn("pub")]), refused);
+    c.expect_closed();
+    assert!(gw
+        .log()
+        .contains("auth refused: too many failures from this address"));
+    // Refused attempts do not extend the window (2 s from the first failure):
+    // retry until AUTH is checked again, which may not be sooner than that.
+    // Bounded by WAIT; the window is time itself, nothing to await instead.
+    loop {
+        let mut c = gw.client();
+        let reply = c.call(&["AUTH", &seed_dsn("pub")]);
+        if reply == "+OK\r\n" {
+            break;
+        }
+        assert_eq!(reply, refused);
+        assert!(started.elapsed() < common::WAIT, "still refused");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2));
+}

@@ -1,8 +1,10 @@
 //! Authentication: the AUTH string grammar (`dsn`), the grants it is checked
-//! against (`snapshot`), where they come from (`mysql`), and the hub that hands the
-//! latest snapshot to every shard (`AuthHub`).
+//! against (`snapshot`), where they come from (`mysql`), the bound on failed
+//! attempts (`limiter`), and the hub that hands the latest snapshot to every
+//! shard (`AuthHub`).
 
 pub mod dsn;
+pub mod limiter;
 pub mod mysql;
 pub mod snapshot;
 

@@ -11,6 +11,7 @@ pub mod subscriber;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
@@ -206,14 +207,21 @@ impl Session {
                 });
             }
         }
+        let limiter = &self.shared.auth_failures;
+        if !limiter.allows(self.peer.ip(), Instant::now()) {
+            tracing::info!(peer = %self.peer, "auth refused: too many failures from this address");
+            return Step::auth_failed(Reply::error(errors::TOO_MANY_AUTH_FAILURES));
+        }
         let dsn = match Dsn::parse(&raw) {
             Ok(dsn) => dsn,
             Err(DsnError::Malformed) => {
                 tracing::info!(peer = %self.peer, "auth failed: malformed auth string");
+                limiter.failed(self.peer.ip(), Instant::now());
                 return Step::auth_failed(Reply::error(errors::INVALID_AUTH_STRING));
             }
             Err(DsnError::BadRole) => {
                 tracing::info!(peer = %self.peer, "auth failed: bad role");
+                limiter.failed(self.peer.ip(), Instant::now());
                 return Step::auth_failed(Reply::error(errors::BAD_ROLE));
             }
         };
@@ -222,6 +230,7 @@ impl Session {
             Err(reason) => {
                 tracing::info!(peer = %self.peer, key = %dsn.key, group = %dsn.group,
                     topic = %dsn.topic, role = dsn.role.as_str(), %reason, "auth failed");
+                limiter.failed(self.peer.ip(), Instant::now());
                 return Step::auth_failed(Reply::error(denied_text(&reason, &dsn)));
             }
         };
