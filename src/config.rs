@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -26,6 +26,8 @@ pub struct Config {
     pub consumer: ConsumerConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +66,20 @@ pub struct ServerConfig {
     pub max_auth_failures: u32,
     #[serde(deserialize_with = "duration")]
     pub auth_failure_window: Duration,
+    /// A TLS listener beside the plaintext one (`[server.tls]`); none by default.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: clients may connect with TLS on `addr`; the plaintext
+/// listener on `server.addr` keeps running.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub addr: SocketAddr,
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// How shards share Kafka producers (README, Benchmarks: which won).
@@ -96,6 +112,7 @@ impl Default for ServerConfig {
             producers: ProducerLayout::Shared,
             max_auth_failures: 20,
             auth_failure_window: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -189,6 +206,23 @@ impl Default for MetricsConfig {
             addr: "127.0.0.1:6206".to_owned(),
         }
     }
+}
+
+/// `[log]`: how log lines are written (to stderr). Which lines: `RUST_LOG`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 impl Config {

@@ -16,8 +16,8 @@ use crate::auth::mysql;
 use crate::auth::{AuthHub, AuthSnapshot};
 use crate::config::AuthConfig;
 
-/// The longest the first load may take before start-up gives up.
-const INITIAL_LOAD_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest a load may take: at start-up, then the refresh gives up.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct Control {
     thread: JoinHandle<()>,
@@ -84,7 +84,7 @@ async fn run(
             return;
         }
     };
-    let initial = tokio::time::timeout(INITIAL_LOAD_TIMEOUT, load(&pool)).await;
+    let initial = tokio::time::timeout(LOAD_TIMEOUT, load(&pool)).await;
     let hub = match initial {
         Ok(Ok(snapshot)) => Arc::new(AuthHub::new(snapshot)),
         Ok(Err(e)) => {
@@ -95,7 +95,7 @@ async fn run(
         }
         Err(_) => {
             let _ = ready.send(Err(anyhow!(
-                "cannot load auth data from MySQL at {shown_url}: no answer within {INITIAL_LOAD_TIMEOUT:?}"
+                "cannot load auth data from MySQL at {shown_url}: no answer within {LOAD_TIMEOUT:?}"
             )));
             return;
         }
@@ -117,10 +117,13 @@ async fn run(
     refresh.tick().await; // the first tick is immediate; the initial load was it
     loop {
         tokio::select! {
-            _ = refresh.tick() => match load(&pool).await {
+            _ = refresh.tick() => match bounded_load(&pool).await {
                 Ok(snapshot) => hub.publish(snapshot),
-                Err(e) => tracing::warn!(error = format!("{e:#}"), mysql = %shown_url,
-                    "auth refresh failed; keeping the last good snapshot"),
+                Err(e) => {
+                    hub.refresh_failed();
+                    tracing::warn!(error = format!("{e:#}"), mysql = %shown_url,
+                        "auth refresh failed; keeping the last good snapshot");
+                }
             },
             _ = sigterm.recv() => {
                 tracing::info!("SIGTERM: shutting down");
@@ -134,6 +137,14 @@ async fn run(
         }
     }
     let _ = pool.disconnect().await;
+}
+
+/// A refresh that hangs (a MySQL that accepts and never answers) must not stop
+/// later ones: it fails after the same bound as the first load.
+async fn bounded_load(pool: &Pool) -> Result<AuthSnapshot> {
+    tokio::time::timeout(LOAD_TIMEOUT, load(pool))
+        .await
+        .map_err(|_| anyhow!("no answer within {LOAD_TIMEOUT:?}"))?
 }
 
 fn pool(url: &str) -> Result<Pool> {

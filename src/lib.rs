@@ -13,6 +13,8 @@
 //! server/          shard.rs (executor, listener), connection.rs (read/dispatch/write)
 //! session/         what a connection may do: publisher.rs, subscriber.rs, reply.rs
 //! kafka/           producer.rs (produce path), message.rs (wire types)
+//! metrics/         per-shard counters; exposition.rs (Prometheus), http.rs (/metrics,
+//!                  /healthz, /readyz on the control thread)
 //! control.rs       the control thread: MySQL refresh, signals
 //! shared.rs        what all shards share: config, snapshot, producers, counters
 //! ```
@@ -26,6 +28,7 @@ pub mod config;
 pub mod control;
 pub mod errors;
 pub mod kafka;
+pub mod metrics;
 pub mod resp;
 pub mod server;
 pub mod session;

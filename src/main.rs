@@ -4,19 +4,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use databus::config::Config;
+use databus::config::{Config, LogFormat};
+use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "usage: databus -conf=<config.toml> | --config <config.toml>";
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-
     let path = match config_path(std::env::args().skip(1)) {
         Ok(Some(path)) => path,
         Ok(None) => {
@@ -28,13 +21,29 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = Config::load(&path).and_then(databus::startup::run);
+    let result = Config::load(&path).and_then(|config| {
+        init_logging(config.log.format);
+        databus::startup::run(config)
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("databus: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Log lines go to stderr, as text or JSON (`[log] format`), filtered by
+/// `RUST_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
 

@@ -1,8 +1,9 @@
-//! What every shard shares: configuration, the auth snapshot, the producers and a
-//! few process-wide counters. Everything here is `Send + Sync` and read-mostly.
+//! What every shard shares: configuration, the auth snapshot, the producers, the
+//! metrics and a few process-wide counters. Everything here is `Send + Sync` and read-mostly.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::watch;
 
@@ -11,6 +12,7 @@ use crate::auth::AuthHub;
 use crate::config::Config;
 use crate::kafka::consumer::ConsumerService;
 use crate::kafka::producer::Producers;
+use crate::metrics::Metrics;
 
 pub struct Shared {
     pub config: Config,
@@ -19,6 +21,10 @@ pub struct Shared {
     pub consumers: ConsumerService,
     /// Failed AUTHs per source address (`server.max_auth_failures`).
     pub auth_failures: FailedAuthLimiter,
+    pub metrics: Metrics,
+    /// The addresses the listeners bound, port 0 resolved: plaintext and TLS.
+    /// Set once by the server before it accepts.
+    pub listening: OnceLock<(SocketAddr, Option<SocketAddr>)>,
     /// Turns true once when the process starts shutting down.
     pub shutdown: watch::Receiver<bool>,
     connections: AtomicUsize,
@@ -48,9 +54,12 @@ impl Shared {
             config.server.max_auth_failures,
             config.server.auth_failure_window,
         );
+        let metrics = Metrics::new(config.shard_count());
         Shared {
             config,
             auth_failures,
+            metrics,
+            listening: OnceLock::new(),
             auth,
             producers,
             consumers,

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::control::Control;
 use crate::kafka::consumer::ConsumerService;
 use crate::kafka::producer::Producers;
+use crate::metrics;
 use crate::server::Server;
 use crate::shared::Shared;
 
@@ -28,7 +29,11 @@ pub fn run(config: Config) -> Result<()> {
         consumers,
         control.shutdown.clone(),
     ));
+    start_metrics_endpoint(&shared, &control.runtime)?;
     let server = Server::start(Arc::clone(&shared))?;
+    if let Some(tls) = server.tls_addr {
+        tracing::info!(addr = %tls, "TLS listener on {tls}");
+    }
     tracing::info!(addr = %server.addr, shards = server.shards, "databus ready on {}", server.addr);
 
     server.join();
@@ -51,6 +56,25 @@ pub fn run(config: Config) -> Result<()> {
         "databus stopped"
     );
     control.stop();
+    Ok(())
+}
+
+/// Serves `metrics.addr` from the control thread; nothing when it is empty.
+fn start_metrics_endpoint(shared: &Arc<Shared>, runtime: &tokio::runtime::Handle) -> Result<()> {
+    let addr = &shared.config.metrics.addr;
+    if addr.is_empty() {
+        return Ok(());
+    }
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen on metrics.addr {addr}"))?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let listener = {
+        let _runtime = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    runtime.spawn(metrics::http::serve(listener, Arc::clone(shared)));
+    tracing::info!(addr = %local, "metrics endpoint on http://{local}/metrics");
     Ok(())
 }
 

@@ -8,7 +8,9 @@ pub mod limiter;
 pub mod mysql;
 pub mod snapshot;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
@@ -21,6 +23,24 @@ pub use snapshot::{AuthSnapshot, Denied, Grant};
 pub struct AuthHub {
     current: ArcSwap<AuthSnapshot>,
     changed: watch::Sender<u64>,
+    /// Loads that installed a snapshot (the first one included), and refreshes
+    /// that failed and kept the last good one.
+    loads: AtomicU64,
+    failures: AtomicU64,
+    /// Failures since the last load that worked.
+    failing_for: AtomicU64,
+}
+
+/// How the refreshes have gone, for metrics, INFO and `/readyz`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefreshStats {
+    pub loads: u64,
+    pub failures: u64,
+    pub consecutive_failures: u64,
+    /// How old the rows being served are.
+    pub snapshot_age: Duration,
+    pub apps: usize,
+    pub grants: usize,
 }
 
 impl AuthHub {
@@ -28,6 +48,9 @@ impl AuthHub {
         AuthHub {
             current: ArcSwap::from_pointee(initial),
             changed: watch::channel(0).0,
+            loads: AtomicU64::new(1),
+            failures: AtomicU64::new(0),
+            failing_for: AtomicU64::new(0),
         }
     }
 
@@ -39,6 +62,29 @@ impl AuthHub {
     pub fn publish(&self, snapshot: AuthSnapshot) {
         self.current.store(Arc::new(snapshot));
         self.changed.send_modify(|generation| *generation += 1);
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        self.failing_for.store(0, Ordering::Relaxed);
+    }
+
+    /// A refresh failed; the current snapshot stays.
+    pub fn refresh_failed(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.failing_for.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn refresh_stats(&self) -> RefreshStats {
+        let current = self.current();
+        RefreshStats {
+            loads: self.loads.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            consecutive_failures: self.failing_for.load(Ordering::Relaxed),
+            snapshot_age: current
+                .loaded_at
+                .and_then(|at| SystemTime::now().duration_since(at).ok())
+                .unwrap_or_default(),
+            apps: current.app_count(),
+            grants: current.grant_count(),
+        }
     }
 
     /// A receiver that fires after each `publish`. It works from any executor:

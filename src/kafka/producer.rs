@@ -98,6 +98,25 @@ impl Producers {
         }
     }
 
+    /// Whether each cluster's brokers answer a metadata request within
+    /// `timeout`, by cluster name. Blocks: never call it on a shard.
+    pub fn reachable(&self, timeout: Duration) -> Vec<(String, bool)> {
+        let mut clusters: Vec<(String, bool)> = self
+            .by_cluster
+            .iter()
+            .map(|(name, producers)| {
+                // No topic named: asking for one would have the broker
+                // auto-create it for a producer.
+                let up = producers
+                    .first()
+                    .is_some_and(|p| p.client().fetch_metadata(None, timeout).is_ok());
+                (name.clone(), up)
+            })
+            .collect();
+        clusters.sort();
+        clusters
+    }
+
     pub fn in_flight(&self) -> i32 {
         self.by_cluster
             .values()

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::future;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use glommio::net::TcpStream;
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::auth::Role;
 use crate::errors;
+use crate::metrics::ShardStats;
 use crate::resp::{Limits, Parser};
 use crate::session::{Reply, Session, Then};
 use crate::shared::Shared;
@@ -34,17 +34,24 @@ const KEEP_BUFFER: usize = 256 * 1024;
 /// Replies gathered before a write even if more are ready.
 const WRITE_BATCH: usize = 64 * 1024;
 
-pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
-    }
+/// A client's byte stream: a TCP socket, or a TLS session over one.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin {}
+impl<S: AsyncRead + AsyncWrite + Unpin> ClientStream for S {}
+
+/// Serves one client until it leaves or the gateway ends the connection.
+pub async fn serve<S: ClientStream>(
+    stream: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    stats: Arc<ShardStats>,
+) {
     let (reader, writer) = futures_lite::io::split(stream);
     // The connection ends when the reader returns: its outbox is dropped, and
     // the writer closes after the last queued reply.
     let (outbox, inbox) = outbox::new(shared.config.server.max_pipeline);
-    let session = Session::new(Arc::clone(&shared), peer);
-    let mut writing = std::pin::pin!(write_side(writer, inbox));
-    let reading = read_side(reader, session, outbox, &shared);
+    let session = Session::new(Arc::clone(&shared), peer, Arc::clone(&stats));
+    let mut writing = std::pin::pin!(write_side(writer, inbox, &stats));
+    let reading = read_side(reader, session, outbox, &shared, &stats);
     // The writer ends first after a reply that closes the connection, or when
     // the client stopped taking replies; then reading stops too.
     let ended = future::or(
@@ -80,23 +87,25 @@ enum Event {
     Shutdown,
 }
 
-async fn read_side(
-    reader: ReadHalf<TcpStream>,
+async fn read_side<S: ClientStream>(
+    reader: ReadHalf<S>,
     session: Session,
     mut outbox: Outbox,
     shared: &Shared,
+    stats: &ShardStats,
 ) -> ReadEnd {
-    let end = read_loop(reader, session, &mut outbox, shared).await;
+    let end = read_loop(reader, session, &mut outbox, shared, stats).await;
     // Replies encoded but not yet handed over go out before the connection ends.
     let _ = outbox.flush().await;
     end
 }
 
-async fn read_loop(
-    mut reader: ReadHalf<TcpStream>,
+async fn read_loop<S: ClientStream>(
+    mut reader: ReadHalf<S>,
     mut session: Session,
     outbox: &mut Outbox,
     shared: &Shared,
+    stats: &ShardStats,
 ) -> ReadEnd {
     let server = &shared.config.server;
     let mut parser = Parser::new(Limits {
@@ -183,6 +192,7 @@ async fn read_loop(
         };
         match event {
             Event::Read(Ok(n)) if n > 0 => {
+                stats.bytes_in(n);
                 buf.truncate(start + n);
                 read_size = if n == want {
                     (read_size * 2).min(MAX_READ)
@@ -228,7 +238,7 @@ async fn refuse_buffered(
     }
 }
 
-async fn write_side(mut writer: WriteHalf<TcpStream>, inbox: Inbox) {
+async fn write_side<S: ClientStream>(mut writer: WriteHalf<S>, inbox: Inbox, stats: &ShardStats) {
     let mut out = BytesMut::new();
     loop {
         // Wait for the next reply only when nothing is waiting to be written;
@@ -240,7 +250,7 @@ async fn write_side(mut writer: WriteHalf<TcpStream>, inbox: Inbox) {
             match future::poll_once(inbox.recv()).await {
                 Some(next) => next,
                 None => {
-                    if flush(&mut writer, &mut out).await.is_err() {
+                    if flush(&mut writer, &mut out, stats).await.is_err() {
                         return;
                     }
                     continue;
@@ -259,7 +269,7 @@ async fn write_side(mut writer: WriteHalf<TcpStream>, inbox: Inbox) {
                     Reply::Deferred(mut pending) => match future::poll_once(&mut pending).await {
                         Some(reply) => reply,
                         None => {
-                            if flush(&mut writer, &mut out).await.is_err() {
+                            if flush(&mut writer, &mut out, stats).await.is_err() {
                                 return;
                             }
                             pending.await
@@ -274,19 +284,26 @@ async fn write_side(mut writer: WriteHalf<TcpStream>, inbox: Inbox) {
             }
         }
         inbox.taken(credits);
-        if out.len() >= WRITE_BATCH && flush(&mut writer, &mut out).await.is_err() {
+        if out.len() >= WRITE_BATCH && flush(&mut writer, &mut out, stats).await.is_err() {
             return;
         }
     }
-    let _ = flush(&mut writer, &mut out).await;
+    let _ = flush(&mut writer, &mut out, stats).await;
     let _ = writer.close().await;
 }
 
-async fn flush(writer: &mut WriteHalf<TcpStream>, out: &mut BytesMut) -> std::io::Result<()> {
+async fn flush<S: ClientStream>(
+    writer: &mut WriteHalf<S>,
+    out: &mut BytesMut,
+    stats: &ShardStats,
+) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
     writer.write_all(out).await?;
+    // TLS sessions flush their records here; plain sockets have nothing buffered.
+    writer.flush().await?;
+    stats.bytes_out(out.len());
     out.clear();
     if out.capacity() > KEEP_BUFFER {
         *out = BytesMut::new();
@@ -295,7 +312,7 @@ async fn flush(writer: &mut WriteHalf<TcpStream>, out: &mut BytesMut) -> std::io
 }
 
 /// Refuses a connection over `max_connections`: one error line, then close.
-pub async fn refuse(mut stream: TcpStream, text: &str) {
+pub async fn refuse<S: ClientStream>(mut stream: S, text: &str) {
     let mut out = BytesMut::new();
     crate::resp::reply::error(&mut out, text);
     let write = async {

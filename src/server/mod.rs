@@ -4,6 +4,7 @@
 pub mod connection;
 mod outbox;
 pub mod shard;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -23,6 +24,8 @@ const IO_MEMORY: usize = 64 * 1024;
 pub struct Server {
     handles: PoolThreadHandles<()>,
     pub addr: SocketAddr,
+    /// The TLS listener's address, when `[server.tls]` is configured.
+    pub tls_addr: Option<SocketAddr>,
     pub shards: usize,
 }
 
@@ -33,21 +36,35 @@ impl Server {
         // Port 0: one port is picked here and held (bound, not listening, so it
         // takes no connections) while every shard binds it with SO_REUSEPORT.
         let (addr, placeholder) = resolve_port(shared.config.server.addr)?;
+        let (tls, tls_placeholder) = match &shared.config.server.tls {
+            Some(config) => {
+                let acceptor = tls::acceptor(config)?;
+                let (addr, placeholder) = resolve_port(config.addr)?;
+                (Some((addr, acceptor)), placeholder)
+            }
+            None => (None, None),
+        };
+        let tls_addr = tls.as_ref().map(|(addr, _)| *addr);
+        let _ = shared.listening.set((addr, tls_addr));
+        let listen = shard::Listen { plain: addr, tls };
         let (bound_tx, bound_rx) = mpsc::channel();
         let handles = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(shards))
             .name("databus-shard")
             .io_memory(IO_MEMORY)
-            .on_all_shards(move || shard::run(Arc::clone(&shared), addr, bound_tx.clone()))
+            .on_all_shards(move || {
+                shard::run(Arc::clone(&shared), listen.clone(), bound_tx.clone())
+            })
             .map_err(|e| anyhow!("cannot start the shard executors: {e}"))?;
         for _ in 0..shards {
             bound_rx
                 .recv()
                 .map_err(|_| anyhow!("a shard stopped before it could listen"))??;
         }
-        drop(placeholder);
+        drop((placeholder, tls_placeholder));
         Ok(Server {
             handles,
             addr,
+            tls_addr,
             shards,
         })
     }

@@ -1,6 +1,6 @@
 //! A shard: one glommio executor pinned to the pool's placement, with its own
-//! listener on the shared port (SO_REUSEPORT lets the kernel spread connections),
-//! serving every connection it accepts until shutdown.
+//! listeners on the shared ports (SO_REUSEPORT lets the kernel spread
+//! connections), serving every connection it accepts until shutdown.
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -9,27 +9,74 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use futures_lite::future;
-use glommio::net::TcpListener;
+use futures_rustls::TlsAcceptor;
+use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Gate;
 
 use super::connection;
 use crate::errors;
+use crate::metrics::ShardStats;
 use crate::shared::Shared;
 
-/// Runs one shard to completion. `bound` hears once whether the listener is up,
-/// so the process can report readiness (or fail) only when every shard is.
-pub async fn run(shared: Arc<Shared>, addr: SocketAddr, bound: mpsc::Sender<Result<()>>) {
-    let listener = match TcpListener::bind(addr) {
-        Ok(listener) => {
+/// Where a shard listens: the plaintext address, and the TLS one if configured.
+#[derive(Clone)]
+pub struct Listen {
+    pub plain: SocketAddr,
+    pub tls: Option<(SocketAddr, TlsAcceptor)>,
+}
+
+/// Runs one shard to completion. `bound` hears once whether the listeners are
+/// up, so the process can report readiness (or fail) only when every shard is.
+pub async fn run(shared: Arc<Shared>, listen: Listen, bound: mpsc::Sender<Result<()>>) {
+    let bind = |addr: SocketAddr| {
+        TcpListener::bind(addr).map_err(|e| anyhow!("cannot listen on {addr}: {e}"))
+    };
+    let listeners = bind(listen.plain).and_then(|plain| match &listen.tls {
+        Some((addr, acceptor)) => Ok((plain, Some((bind(*addr)?, acceptor.clone())))),
+        None => Ok((plain, None)),
+    });
+    let (plain, tls) = match listeners {
+        Ok(listeners) => {
             let _ = bound.send(Ok(()));
-            listener
+            listeners
         }
         Err(e) => {
-            let _ = bound.send(Err(anyhow!("cannot listen on {addr}: {e}")));
+            let _ = bound.send(Err(e));
             return;
         }
     };
     let connections = Gate::new();
+    let stats = shared.metrics.for_this_shard();
+    let plain_loop = accept_loop(&plain, None, &shared, &connections, &stats);
+    let tls_loop = async {
+        if let Some((listener, acceptor)) = &tls {
+            accept_loop(listener, Some(acceptor), &shared, &connections, &stats).await;
+        }
+    };
+    future::zip(plain_loop, tls_loop).await;
+    drop((plain, tls));
+    // Connections drain their in-flight produces on their own; this only bounds
+    // how long the shard waits for the slowest one.
+    let limit = shared.config.server.shutdown_timeout;
+    let closed = future::or(async { connections.close().await.is_ok() }, async {
+        glommio::timer::sleep(limit).await;
+        false
+    })
+    .await;
+    if !closed {
+        tracing::warn!(?limit, "connections still open at the shutdown limit");
+    }
+}
+
+/// Accepts on `listener` until shutdown; each connection runs in its own task
+/// under `connections`.
+async fn accept_loop(
+    listener: &TcpListener,
+    tls: Option<&TlsAcceptor>,
+    shared: &Arc<Shared>,
+    connections: &Gate,
+    stats: &Arc<ShardStats>,
+) {
     let mut shutdown = shared.shutdown.clone();
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
@@ -38,7 +85,7 @@ pub async fn run(shared: Arc<Shared>, addr: SocketAddr, bound: mpsc::Sender<Resu
         })
         .await;
         let stream = match accepted {
-            None => break,
+            None => return,
             Some(Ok(stream)) => stream,
             Some(Err(e)) => {
                 // Typically EMFILE: back off instead of spinning on the error.
@@ -50,28 +97,54 @@ pub async fn run(shared: Arc<Shared>, addr: SocketAddr, bound: mpsc::Sender<Resu
         let Ok(peer) = stream.peer_addr() else {
             continue;
         };
-        let shared = Arc::clone(&shared);
-        let spawned = connections.spawn(async move {
-            match shared.try_connect() {
-                Some(_slot) => connection::serve(stream, peer, Arc::clone(&shared)).await,
-                None => connection::refuse(stream, errors::MAX_CLIENTS).await,
-            }
-        });
-        match spawned {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
+        let task = accepted_connection(stream, peer, tls.cloned(), shared, stats);
+        match connections.spawn(task) {
             Ok(task) => drop(task.detach()),
             Err(e) => tracing::warn!(error = %e, "cannot spawn connection task"),
         }
     }
-    drop(listener);
-    // Connections drain their in-flight produces on their own; this only bounds
-    // how long the shard waits for the slowest one.
-    let limit = shared.config.server.shutdown_timeout;
-    let closed = future::or(async { connections.close().await.is_ok() }, async {
-        glommio::timer::sleep(limit).await;
-        false
-    })
-    .await;
-    if !closed {
-        tracing::warn!(?limit, "connections still open at the shutdown limit");
+}
+
+/// One accepted connection, from its slot in `max_connections` (and its TLS
+/// handshake) to its end.
+fn accepted_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    shared: &Arc<Shared>,
+    stats: &Arc<ShardStats>,
+) -> impl std::future::Future<Output = ()> + 'static {
+    let shared = Arc::clone(shared);
+    let stats = Arc::clone(stats);
+    async move {
+        let slot = shared.try_connect();
+        if slot.is_some() {
+            stats.accepted();
+        } else {
+            stats.refused();
+        }
+        let Some(acceptor) = tls else {
+            return match slot {
+                Some(_slot) => connection::serve(stream, peer, shared, stats).await,
+                None => connection::refuse(stream, errors::MAX_CLIENTS).await,
+            };
+        };
+        // The handshake counts against auth_timeout: a client that never
+        // completes it is as slow as one that never sends AUTH.
+        let limit = shared.config.server.auth_timeout;
+        let handshake = future::or(async { Some(acceptor.accept(stream).await) }, async {
+            glommio::timer::sleep(limit).await;
+            None
+        })
+        .await;
+        match (handshake, slot) {
+            (Some(Ok(stream)), Some(_slot)) => connection::serve(stream, peer, shared, stats).await,
+            (Some(Ok(stream)), None) => connection::refuse(stream, errors::MAX_CLIENTS).await,
+            (Some(Err(e)), _) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            (None, _) => tracing::debug!(%peer, ?limit, "TLS handshake not completed in time"),
+        }
     }
 }

@@ -5,10 +5,12 @@
 //! One dispatch table (`Session::handle`) decides which commands exist and which
 //! role may use them; `publisher` and `subscriber` hold the role-specific work.
 
+mod info;
 pub mod publisher;
 pub mod reply;
 pub mod subscriber;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::auth::{Denied, Dsn, DsnError, Role};
 use crate::errors;
+use crate::metrics::{AuthOutcome, CommandKind, ConnectionRole, ShardStats};
 use crate::resp::Command;
 use crate::shared::Shared;
 use publisher::Publisher;
@@ -84,11 +87,14 @@ pub struct Session {
     peer: SocketAddr,
     /// Set by `HELLO 3`: replies are then encoded in RESP3.
     resp3: bool,
+    /// The shard's counters.
+    stats: Arc<ShardStats>,
 }
 
 impl Session {
-    pub fn new(shared: Arc<Shared>, peer: SocketAddr) -> Session {
+    pub fn new(shared: Arc<Shared>, peer: SocketAddr, stats: Arc<ShardStats>) -> Session {
         let id = shared.next_client_id();
+        stats.connection_opened(ConnectionRole::Anonymous);
         Session {
             shared,
             state: State::Anonymous,
@@ -96,7 +102,13 @@ impl Session {
             name: None,
             peer,
             resp3: false,
+            stats,
         }
+    }
+
+    fn counted_role(&self) -> ConnectionRole {
+        self.role()
+            .map_or(ConnectionRole::Anonymous, ConnectionRole::from)
     }
 
     pub fn role(&self) -> Option<Role> {
@@ -115,6 +127,13 @@ impl Session {
     pub fn handle(&mut self, command: Command) -> Step {
         let mut upper = [0u8; 16];
         let name = uppercase(command.name(), &mut upper);
+        let mut step = self.dispatch(name, &command);
+        step.reply = counted(step.reply, CommandKind::of(name), &self.stats);
+        step
+    }
+
+    /// Runs one command; `name` is its upper-cased name.
+    fn dispatch(&mut self, name: &[u8], command: &Command) -> Step {
         let args = command.args();
         // Commands every connection may send, authenticated or not: the setup
         // chatter of client libraries must never break a connection.
@@ -165,6 +184,7 @@ impl Session {
                 [partition, offset] => s.commit(partition, offset),
                 _ => Reply::error(errors::wrong_arity(command.name())),
             },
+            (_, b"INFO") => Reply::Bulk(Bytes::from(info::render(&self.shared, args))),
             (_, b"SET" | b"HSET" | b"MGET") => {
                 Reply::error(errors::not_allowed(command.name(), role_name))
             }
@@ -207,22 +227,24 @@ impl Session {
                 });
             }
         }
-        let limiter = &self.shared.auth_failures;
-        if !limiter.allows(self.peer.ip(), Instant::now()) {
+        if !self
+            .shared
+            .auth_failures
+            .allows(self.peer.ip(), Instant::now())
+        {
             tracing::info!(peer = %self.peer, "auth refused: too many failures from this address");
+            self.stats.auth(AuthOutcome::RateLimited);
             return Step::auth_failed(Reply::error(errors::TOO_MANY_AUTH_FAILURES));
         }
         let dsn = match Dsn::parse(&raw) {
             Ok(dsn) => dsn,
             Err(DsnError::Malformed) => {
                 tracing::info!(peer = %self.peer, "auth failed: malformed auth string");
-                limiter.failed(self.peer.ip(), Instant::now());
-                return Step::auth_failed(Reply::error(errors::INVALID_AUTH_STRING));
+                return self.wrong_credentials(AuthOutcome::Malformed, errors::INVALID_AUTH_STRING);
             }
             Err(DsnError::BadRole) => {
                 tracing::info!(peer = %self.peer, "auth failed: bad role");
-                limiter.failed(self.peer.ip(), Instant::now());
-                return Step::auth_failed(Reply::error(errors::BAD_ROLE));
+                return self.wrong_credentials(AuthOutcome::BadRole, errors::BAD_ROLE);
             }
         };
         let grant = match self.shared.auth.current().authenticate(&dsn) {
@@ -230,13 +252,14 @@ impl Session {
             Err(reason) => {
                 tracing::info!(peer = %self.peer, key = %dsn.key, group = %dsn.group,
                     topic = %dsn.topic, role = dsn.role.as_str(), %reason, "auth failed");
-                limiter.failed(self.peer.ip(), Instant::now());
-                return Step::auth_failed(Reply::error(denied_text(&reason, &dsn)));
+                let text = denied_text(&reason, &dsn);
+                return self.wrong_credentials(AuthOutcome::from(&reason), text);
             }
         };
         let Some(producer) = self.shared.producers.get(&grant.cluster) else {
             tracing::warn!(peer = %self.peer, key = %dsn.key, cluster = %grant.cluster,
                 "auth failed: the app's cluster is not configured");
+            self.stats.auth(AuthOutcome::ClusterNotConfigured);
             return Step::auth_failed(Reply::error(errors::cluster_not_configured(&grant.cluster)));
         };
         tracing::debug!(peer = %self.peer, id = self.id, key = %dsn.key, group = %dsn.group,
@@ -250,6 +273,7 @@ impl Session {
                     producer.clone(),
                     server.max_value_bytes,
                     server.produce_timeout,
+                    Arc::clone(&self.stats),
                 );
                 State::Publisher(Authenticated { raw, dsn }, publisher)
             }
@@ -263,6 +287,7 @@ impl Session {
                     Ok(member) => member,
                     Err(e) => {
                         tracing::warn!(peer = %self.peer, %group, error = %e, "cannot create consumer");
+                        self.stats.auth(AuthOutcome::ConsumerFailed);
                         return Step::auth_failed(Reply::error(errors::kafka(&e)));
                     }
                 };
@@ -270,7 +295,20 @@ impl Session {
                 State::Subscriber(Authenticated { raw, dsn }, subscriber)
             }
         };
+        self.stats.auth(AuthOutcome::Ok);
+        self.stats.connection_closed(ConnectionRole::Anonymous);
+        self.stats.connection_opened(self.counted_role());
         Step::reply(Reply::OK)
+    }
+
+    /// A failed AUTH that was the client's doing: it counts against the
+    /// client's address (`max_auth_failures`) and in metrics.
+    fn wrong_credentials(&self, outcome: AuthOutcome, text: impl Into<Cow<'static, str>>) -> Step {
+        self.shared
+            .auth_failures
+            .failed(self.peer.ip(), Instant::now());
+        self.stats.auth(outcome);
+        Step::auth_failed(Reply::error(text))
     }
 
     /// Re-checks this connection's grant against a new auth snapshot. Returns the
@@ -392,6 +430,31 @@ impl Session {
                 Reply::error(errors::wrong_arity(&name))
             }
             _ => Reply::error(errors::unknown_subcommand("client", sub)),
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.stats.connection_closed(self.counted_role());
+    }
+}
+
+/// Counts a command by its outcome: at once, or when a deferred reply (a
+/// produce, an MGET) completes.
+fn counted(reply: Reply, kind: CommandKind, stats: &Arc<ShardStats>) -> Reply {
+    match reply {
+        Reply::Deferred(work) => {
+            let stats = Arc::clone(stats);
+            Reply::Deferred(Box::pin(async move {
+                let reply = work.await;
+                stats.command(kind, reply.is_error());
+                reply
+            }))
+        }
+        ready => {
+            stats.command(kind, ready.is_error());
+            ready
         }
     }
 }

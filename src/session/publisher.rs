@@ -1,6 +1,7 @@
 //! The publisher role: `SET` and `HSET` become Kafka produces (protocol.md §4).
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,6 +11,7 @@ use crate::auth::Dsn;
 use crate::errors;
 use crate::kafka::message::metadata_header;
 use crate::kafka::producer::{self, ClusterProducer, ProduceError, Record};
+use crate::metrics::ShardStats;
 
 pub struct Publisher {
     /// Shared with in-flight produces, which outlive the command that made them.
@@ -23,6 +25,7 @@ struct Target {
     topic: String,
     color: String,
     producer: ClusterProducer,
+    stats: Arc<ShardStats>,
 }
 
 impl Publisher {
@@ -32,12 +35,14 @@ impl Publisher {
         producer: ClusterProducer,
         max_value_bytes: usize,
         produce_timeout: Duration,
+        stats: Arc<ShardStats>,
     ) -> Publisher {
         Publisher {
             target: Rc::new(Target {
                 topic: dsn.topic.clone(),
                 color: dsn.color.clone(),
                 producer,
+                stats,
             }),
             cluster,
             max_value_bytes,
@@ -52,6 +57,7 @@ impl Publisher {
             topic: self.target.topic.clone(),
             color: self.target.color.clone(),
             producer,
+            stats: Arc::clone(&self.target.stats),
         });
         self.cluster = cluster;
     }
@@ -75,7 +81,8 @@ impl Publisher {
         }
         let target = Rc::clone(&self.target);
         let timeout = self.produce_timeout;
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         Reply::start(async move {
             let record = Record {
                 topic: &target.topic,
@@ -94,7 +101,9 @@ impl Publisher {
                 glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
                 Err(ProduceError::TimedOut(timeout))
             };
-            match futures_lite::future::or(acked, timer).await {
+            let outcome = futures_lite::future::or(acked, timer).await;
+            target.stats.produced(started.elapsed(), outcome.is_ok());
+            match outcome {
                 Ok(()) => Reply::OK,
                 Err(e) => Reply::error(errors::kafka(&e)),
             }

@@ -34,6 +34,11 @@ impl Reply {
         Reply::Error(text.into())
     }
 
+    /// Whether this is an error reply (a deferred one is not, yet).
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_) | Reply::ErrorThenClose(_))
+    }
+
     /// Starts `work` now (its first poll runs synchronously, so a produce is
     /// enqueued before the next pipelined command is even parsed) and defers the
     /// rest. Returns the reply directly when it completed at once.

@@ -267,6 +267,8 @@ pub struct GatewayConfig<'a> {
     pub cluster: &'a str,
     /// Keys for `[consumer]`.
     pub consumer: &'a str,
+    /// `[metrics] addr`; empty (no endpoint) by default.
+    pub metrics_addr: &'a str,
 }
 
 impl<'a> GatewayConfig<'a> {
@@ -280,13 +282,14 @@ impl<'a> GatewayConfig<'a> {
             cluster: "",
             // A short session: group joins take half of it on this broker.
             consumer: "session_timeout = \"6s\"",
+            metrics_addr: "",
         }
     }
 
     pub fn toml(&self) -> String {
         format!(
             "[server]\naddr = \"127.0.0.1:0\"\nshards = {}\n{}\n\n[auth]\nmysql_url = \"{}\"\nrefresh_interval = \"{}\"\n\n\
-             [clusters.cluster1]\nbrokers = \"{}\"\n{}\n\n[consumer]\n{}\n\n[metrics]\naddr = \"\"\n\n{}\n",
+             [clusters.cluster1]\nbrokers = \"{}\"\n{}\n\n[consumer]\n{}\n\n[metrics]\naddr = \"{}\"\n\n{}\n",
             self.shards,
             self.server,
             self.db.url(),
@@ -294,6 +297,7 @@ impl<'a> GatewayConfig<'a> {
             brokers(),
             self.cluster,
             self.consumer,
+            self.metrics_addr,
             self.extra
         )
     }
@@ -328,9 +332,24 @@ impl Gateway {
         let line = gateway
             .wait_for_log("databus ready on ")
             .unwrap_or_else(|| panic!("gateway did not start:\n{}", gateway.log()));
-        let addr = line.split("databus ready on ").nth(1).unwrap();
-        gateway.addr = addr.split_whitespace().next().unwrap().parse().unwrap();
+        gateway.addr = address_after(&line, "databus ready on ");
         gateway
+    }
+
+    /// The address of the metrics endpoint (`metrics_addr` set).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        let line = self
+            .wait_for_log("metrics endpoint on http://")
+            .expect("the metrics endpoint is configured");
+        address_after(&line, "metrics endpoint on http://")
+    }
+
+    /// The address of the TLS listener (`[server.tls]` configured).
+    pub fn tls_addr(&self) -> SocketAddr {
+        let line = self
+            .wait_for_log("TLS listener on ")
+            .expect("[server.tls] is configured");
+        address_after(&line, "TLS listener on ")
     }
 
     pub fn log(&self) -> String {
@@ -408,6 +427,33 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `ip:port` that follows `marker` in a log line, text or JSON.
+fn address_after(line: &str, marker: &str) -> SocketAddr {
+    let rest = line.split(marker).nth(1).unwrap();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || ".:[]".contains(c)))
+        .unwrap_or(rest.len());
+    rest[..end].parse().unwrap()
+}
+
+/// A GET over HTTP/1.1: the status code and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
 }
 
 fn unsafe_kill(pid: u32, signal: &str) {

@@ -1,0 +1,227 @@
+//! `/metrics`: every counter of the gateway in the Prometheus (OpenMetrics)
+//! text format. prometheus-client does the encoding; a collector reads the
+//! counters where they live at each scrape, so nothing is copied between
+//! scrapes and the hot paths only touch their own atomics.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::{AuthOutcome, CommandKind, ConnectionRole, PRODUCE_BUCKETS};
+use crate::shared::Shared;
+
+/// The content type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A registry holding the gateway's collector.
+pub fn registry(shared: Arc<Shared>) -> Registry {
+    let mut registry = Registry::with_prefix("databus");
+    registry.register_collector(Box::new(GatewayCollector { shared }));
+    registry
+}
+
+/// The exposition text of `registry`.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::with_capacity(8 * 1024);
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
+struct GatewayCollector {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for GatewayCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GatewayCollector")
+    }
+}
+
+impl Collector for GatewayCollector {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
+        let shared = &self.shared;
+        let t = shared.metrics.totals();
+        let consumers = &shared.consumers.stats;
+        let refresh = shared.auth.refresh_stats();
+
+        let mut connections = e.encode_descriptor(
+            "connections",
+            "Open client connections by role (none: not authenticated yet)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for role in ConnectionRole::ALL {
+            connections
+                .encode_family(&[("role", role.label())])?
+                .encode_gauge(&t.connections(role))?;
+        }
+        counter(
+            &mut e,
+            "connections_accepted",
+            "Connections accepted",
+            t.accepted,
+        )?;
+        counter(
+            &mut e,
+            "connections_refused",
+            "Connections refused at server.max_connections",
+            t.refused,
+        )?;
+
+        let mut commands = e.encode_descriptor(
+            "commands",
+            "Commands by name and outcome (error: the reply was an error)",
+            None,
+            MetricType::Counter,
+        )?;
+        for kind in CommandKind::ALL {
+            for (failed, outcome) in [(false, "ok"), (true, "error")] {
+                commands
+                    .encode_family(&[("command", kind.label()), ("outcome", outcome)])?
+                    .encode_counter::<NoLabelSet, _, u64>(&t.commands(kind, failed), None)?;
+            }
+        }
+
+        let mut auth = e.encode_descriptor(
+            "auth",
+            "AUTH attempts by outcome; the precise reason of a refusal",
+            None,
+            MetricType::Counter,
+        )?;
+        for outcome in AuthOutcome::ALL {
+            auth.encode_family(&[("outcome", outcome.label())])?
+                .encode_counter::<NoLabelSet, _, u64>(&t.auth(outcome), None)?;
+        }
+
+        counter(
+            &mut e,
+            "net_input_bytes",
+            "Bytes read from clients",
+            t.bytes_in,
+        )?;
+        counter(
+            &mut e,
+            "net_output_bytes",
+            "Bytes written to clients",
+            t.bytes_out,
+        )?;
+
+        let buckets: Vec<(f64, u64)> = PRODUCE_BUCKETS
+            .iter()
+            .copied()
+            .chain([f64::MAX])
+            .zip(t.produce_buckets)
+            .collect();
+        e.encode_descriptor(
+            "produce_duration_seconds",
+            "Time from a SET/HSET to the broker's acknowledgement or failure",
+            None,
+            MetricType::Histogram,
+        )?
+        .encode_histogram::<NoLabelSet>(
+            t.produce_sum.as_secs_f64(),
+            t.produces(),
+            &buckets,
+            None,
+        )?;
+        counter(
+            &mut e,
+            "produce_errors",
+            "Produces answered -ERR kafka",
+            t.produce_errors,
+        )?;
+        gauge(
+            &mut e,
+            "produce_in_flight",
+            "Records handed to librdkafka and not yet acknowledged",
+            i64::from(shared.producers.in_flight()),
+        )?;
+
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        counter(
+            &mut e,
+            "messages_delivered",
+            "Messages returned by MGET",
+            load(&consumers.messages_delivered),
+        )?;
+        counter(
+            &mut e,
+            "messages_skipped",
+            "Messages skipped because they carry another color",
+            load(&consumers.messages_skipped),
+        )?;
+        counter(
+            &mut e,
+            "values_not_json",
+            "Values delivered as JSON strings because they were not JSON",
+            load(&consumers.values_not_json),
+        )?;
+        counter(
+            &mut e,
+            "commits_applied",
+            "Subscriber commits applied",
+            load(&consumers.commits_applied),
+        )?;
+        counter(
+            &mut e,
+            "commits_dropped",
+            "Subscriber commits dropped: partition not owned by the connection",
+            load(&consumers.commits_dropped),
+        )?;
+        gauge(
+            &mut e,
+            "consumer_members",
+            "Consumer-group members (one per subscriber connection)",
+            shared.consumers.live_members() as i64,
+        )?;
+
+        let mut refreshes = e.encode_descriptor(
+            "auth_refresh",
+            "Loads of the auth tables from MySQL by outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, value) in [("ok", refresh.loads), ("error", refresh.failures)] {
+            refreshes
+                .encode_family(&[("outcome", outcome)])?
+                .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+        }
+        e.encode_descriptor(
+            "auth_snapshot_age_seconds",
+            "Age of the auth data being served",
+            None,
+            MetricType::Gauge,
+        )?
+        .encode_gauge(&refresh.snapshot_age.as_secs_f64())?;
+        gauge(
+            &mut e,
+            "auth_grants",
+            "Grants (group, topic) in the auth snapshot",
+            refresh.grants as i64,
+        )?;
+        e.encode_descriptor(
+            "uptime_seconds",
+            "Time since the gateway started",
+            None,
+            MetricType::Gauge,
+        )?
+        .encode_gauge(&shared.metrics.uptime().as_secs_f64())?;
+        Ok(())
+    }
+}
+
+fn counter(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> fmt::Result {
+    e.encode_descriptor(name, help, None, MetricType::Counter)?
+        .encode_counter::<NoLabelSet, _, u64>(&value, None)
+}
+
+fn gauge(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: i64) -> fmt::Result {
+    e.encode_descriptor(name, help, None, MetricType::Gauge)?
+        .encode_gauge(&value)
+}
