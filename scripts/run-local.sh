@@ -51,6 +51,7 @@ cat >&2 <<MSG
   MariaDB : mysql://root@127.0.0.1:$mysql_port/databus_db  (log: .local/mysql/error.log)
   tansu   : 127.0.0.1:$kafka_port  (log: .local/tansu.log)
   config  : .local/databus.toml
+  metrics : http://127.0.0.1:6206/metrics  (also /healthz, /readyz; INFO in redis-cli)
 
   Try it from another terminal:
     redis-cli -p 6205
