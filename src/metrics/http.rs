@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
 
 use super::exposition;
@@ -27,6 +27,9 @@ use crate::shared::Shared;
 /// How long `/readyz` waits for each cluster's metadata answer. Probes (a
 /// load balancer's, Kubernetes') time out after a few seconds themselves.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts and serves until the runtime stops.
 pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
@@ -48,7 +51,11 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
             async move { Ok::<_, Infallible>(route(request, shared, &registry).await) }
         });
         tokio::spawn(async move {
+            // A client that never finishes its request headers is dropped
+            // instead of holding a task and a socket forever.
             let served = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
             if let Err(e) = served {
