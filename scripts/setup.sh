@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what databus's build and test stack need, skipping what is there:
 # Debian packages (MariaDB, build tools for rdkafka, redis-cli), the
-# tansu Kafka broker (cargo install, ~11 min the first time) and the Python
-# redis client. Safe to run again: a second run only checks.
+# tansu Kafka broker (cargo install, ~11 min the first time), the Python
+# redis client and the Node.js clients of the client-matrix tests (npm ci in
+# tests/clients/node). Safe to run again: a second run only checks.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -34,6 +35,33 @@ else
     fi
     rm -f "$pip_log"
     python3 -c 'import redis' || die "python3 still cannot import redis after pip install"
+fi
+
+# Node.js and the npm packages of tests/clients/node (ioredis, node-redis).
+# Debian's nodejs is only installed when there is no node at all: a newer one
+# (e.g. from NodeSource) stays. The current majors of both libraries want
+# Node.js 20; Debian 12's is 18.
+if command -v node >/dev/null; then
+    log "node already installed: $(node --version)"
+else
+    ensure_apt_packages nodejs npm
+fi
+command -v npm >/dev/null || die "node is installed but npm is not: install npm (it comes with Node.js)"
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+((node_major >= 20)) || log "WARNING: node $(node --version) is older than 20, which ioredis 6 and node-redis 6 require"
+
+# npm ci reinstalls from package-lock.json (and deletes node_modules first):
+# skipped while the lock file is the one node_modules was installed from.
+node_dir="$REPO_ROOT/tests/clients/node"
+lock_stamp="$node_dir/node_modules/.databus-lock.sha256"
+lock_sum="$(sha256sum "$node_dir/package-lock.json" | cut -d' ' -f1)"
+if [[ -f "$lock_stamp" && "$(cat "$lock_stamp")" == "$lock_sum" ]]; then
+    log "node client packages already installed (tests/clients/node/node_modules)"
+else
+    log "installing node client packages (npm ci in tests/clients/node)"
+    (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error) \
+        || die "npm ci in $node_dir failed"
+    echo "$lock_sum" >"$lock_stamp"
 fi
 
 log "setup complete"

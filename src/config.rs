@@ -61,8 +61,9 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// One Kafka producer per cluster for all shards, or one per shard.
     pub producers: ProducerLayout,
-    /// Failed AUTHs allowed per source address within `auth_failure_window`;
-    /// past it, AUTH from that address is refused unchecked. 0 = no limit.
+    /// Distinct failed AUTH strings allowed per source address within
+    /// `auth_failure_window`; past it, AUTH from that address is refused
+    /// unchecked. 0 = no limit.
     pub max_auth_failures: u32,
     #[serde(deserialize_with = "duration")]
     pub auth_failure_window: Duration,

@@ -2,8 +2,15 @@
 //! secrets at line rate. After `max` failures from one address within a window,
 //! AUTH from that address is refused without being checked until the window,
 //! which starts at the first failure, ends.
+//!
+//! Failures count once per distinct AUTH string: a guesser must send a new
+//! string for each guess, while client libraries that retry a failed AUTH on
+//! their own (redis-py 8 retries ten times) repeat the same one and would
+//! otherwise lock their whole address out after two bad commands.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -13,15 +20,19 @@ use std::time::{Duration, Instant};
 const MAX_TRACKED: usize = 65_536;
 
 pub struct FailedAuthLimiter {
-    /// Failures allowed per window; 0 disables the limit.
+    /// Distinct failures allowed per window; 0 disables the limit.
     max: u32,
     window: Duration,
     by_addr: Mutex<HashMap<IpAddr, Failures>>,
+    /// Keyed per process, so that the stored hashes say nothing about the
+    /// strings (they may hold near-miss secrets).
+    hasher: RandomState,
 }
 
 struct Failures {
     since: Instant,
-    count: u32,
+    /// Hashes of the distinct AUTH strings that failed; at most `max`.
+    attempts: Vec<u64>,
 }
 
 impl FailedAuthLimiter {
@@ -30,6 +41,7 @@ impl FailedAuthLimiter {
             max,
             window,
             by_addr: Mutex::new(HashMap::new()),
+            hasher: RandomState::new(),
         }
     }
 
@@ -40,16 +52,20 @@ impl FailedAuthLimiter {
         }
         let by_addr = self.by_addr.lock().unwrap_or_else(|e| e.into_inner());
         match by_addr.get(&addr) {
-            Some(f) => f.count < self.max || now.duration_since(f.since) >= self.window,
+            Some(f) => {
+                f.attempts.len() < self.max as usize || now.duration_since(f.since) >= self.window
+            }
             None => true,
         }
     }
 
-    /// Counts a failed AUTH from `addr`.
-    pub fn failed(&self, addr: IpAddr, now: Instant) {
+    /// Counts a failed AUTH of `attempt` (the AUTH string) from `addr`,
+    /// unless the same string already failed from there in this window.
+    pub fn failed(&self, addr: IpAddr, attempt: &[u8], now: Instant) {
         if self.max == 0 {
             return;
         }
+        let hash = self.hasher.hash_one(attempt);
         let mut by_addr = self.by_addr.lock().unwrap_or_else(|e| e.into_inner());
         if by_addr.len() >= MAX_TRACKED {
             by_addr.retain(|_, f| now.duration_since(f.since) < self.window);
@@ -59,15 +75,17 @@ impl FailedAuthLimiter {
         }
         let f = by_addr.entry(addr).or_insert(Failures {
             since: now,
-            count: 0,
+            attempts: Vec::new(),
         });
         if now.duration_since(f.since) >= self.window {
             *f = Failures {
                 since: now,
-                count: 0,
+                attempts: Vec::new(),
             };
         }
-        f.count += 1;
+        if f.attempts.len() < self.max as usize && !f.attempts.contains(&hash) {
+            f.attempts.push(hash);
+        }
     }
 }
 
@@ -82,15 +100,15 @@ mod tests {
     fn blocks_after_max_failures_until_the_window_ends() {
         let limiter = FailedAuthLimiter::new(3, Duration::from_secs(60));
         let t0 = Instant::now();
-        for i in 0..3 {
+        for i in 0..3u64 {
             assert!(limiter.allows(A, t0), "attempt {i}");
-            limiter.failed(A, t0 + Duration::from_secs(i));
+            limiter.failed(A, &i.to_be_bytes(), t0 + Duration::from_secs(i));
         }
         assert!(!limiter.allows(A, t0 + Duration::from_secs(59)));
         assert!(limiter.allows(B, t0), "other addresses are not affected");
         assert!(limiter.allows(A, t0 + Duration::from_secs(60)));
         // A new window starts with the next failure.
-        limiter.failed(A, t0 + Duration::from_secs(61));
+        limiter.failed(A, b"again", t0 + Duration::from_secs(61));
         assert!(limiter.allows(A, t0 + Duration::from_secs(61)));
     }
 
@@ -98,9 +116,24 @@ mod tests {
     fn zero_disables_the_limit() {
         let limiter = FailedAuthLimiter::new(0, Duration::from_secs(60));
         let t0 = Instant::now();
-        for _ in 0..100 {
-            limiter.failed(A, t0);
+        for i in 0..100u32 {
+            limiter.failed(A, &i.to_be_bytes(), t0);
         }
         assert!(limiter.allows(A, t0));
+    }
+
+    #[test]
+    fn a_repeated_attempt_counts_once() {
+        let limiter = FailedAuthLimiter::new(3, Duration::from_secs(60));
+        let t0 = Instant::now();
+        // A client library retrying the same wrong AUTH eleven times.
+        for _ in 0..11 {
+            limiter.failed(A, b"key:wrong@g/topic=t&role=pub", t0);
+        }
+        assert!(limiter.allows(A, t0));
+        limiter.failed(A, b"key:guess2@g/topic=t&role=pub", t0);
+        assert!(limiter.allows(A, t0));
+        limiter.failed(A, b"key:guess3@g/topic=t&role=pub", t0);
+        assert!(!limiter.allows(A, t0), "three distinct failures");
     }
 }

@@ -240,11 +240,15 @@ impl Session {
             Ok(dsn) => dsn,
             Err(DsnError::Malformed) => {
                 tracing::info!(peer = %self.peer, "auth failed: malformed auth string");
-                return self.wrong_credentials(AuthOutcome::Malformed, errors::INVALID_AUTH_STRING);
+                return self.wrong_credentials(
+                    &raw,
+                    AuthOutcome::Malformed,
+                    errors::INVALID_AUTH_STRING,
+                );
             }
             Err(DsnError::BadRole) => {
                 tracing::info!(peer = %self.peer, "auth failed: bad role");
-                return self.wrong_credentials(AuthOutcome::BadRole, errors::BAD_ROLE);
+                return self.wrong_credentials(&raw, AuthOutcome::BadRole, errors::BAD_ROLE);
             }
         };
         let grant = match self.shared.auth.current().authenticate(&dsn) {
@@ -253,7 +257,7 @@ impl Session {
                 tracing::info!(peer = %self.peer, key = %dsn.key, group = %dsn.group,
                     topic = %dsn.topic, role = dsn.role.as_str(), %reason, "auth failed");
                 let text = denied_text(&reason, &dsn);
-                return self.wrong_credentials(AuthOutcome::from(&reason), text);
+                return self.wrong_credentials(&raw, AuthOutcome::from(&reason), text);
             }
         };
         let Some(producer) = self.shared.producers.get(&grant.cluster) else {
@@ -301,12 +305,18 @@ impl Session {
         Step::reply(Reply::OK)
     }
 
-    /// A failed AUTH that was the client's doing: it counts against the
-    /// client's address (`max_auth_failures`) and in metrics.
-    fn wrong_credentials(&self, outcome: AuthOutcome, text: impl Into<Cow<'static, str>>) -> Step {
+    /// A failed AUTH that was the client's doing: `attempt` (the AUTH string)
+    /// counts against the client's address (`max_auth_failures`), and the
+    /// outcome in metrics.
+    fn wrong_credentials(
+        &self,
+        attempt: &[u8],
+        outcome: AuthOutcome,
+        text: impl Into<Cow<'static, str>>,
+    ) -> Step {
         self.shared
             .auth_failures
-            .failed(self.peer.ip(), Instant::now());
+            .failed(self.peer.ip(), attempt, Instant::now());
         self.stats.auth(outcome);
         Step::auth_failed(Reply::error(text))
     }

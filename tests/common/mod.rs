@@ -245,6 +245,44 @@ pub fn read_topic(topic: &str, partitions: i32, count: usize) -> Vec<Record> {
     records
 }
 
+/// `group`'s committed offset for partition 0 of `topic`, as the broker has it;
+/// None when the group committed nothing there.
+pub fn committed_offset(group: &str, topic: &str) -> Option<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, 0);
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    match committed.find_partition(topic, 0).map(|p| p.offset()) {
+        Some(Offset::Offset(o)) => Some(o),
+        _ => None,
+    }
+}
+
+/// Waits until `group`'s committed offset for partition 0 of `topic` is
+/// `expected`. The gateway sends a client's commits to Kafka within a second
+/// (protocol.md §5) and nothing announces that they arrived: asked every 100 ms,
+/// for at most WAIT.
+pub fn wait_for_commit(group: &str, topic: &str, expected: i64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let committed = committed_offset(group, topic);
+        if committed == Some(expected) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{group} committed {committed:?} in {topic}, not {expected}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 // ---------------------------------------------------------------- gateway
 
 /// The gateway binary running with a config of its own. Killed on drop.
