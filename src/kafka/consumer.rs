@@ -1,11 +1,13 @@
 //! Consumer-group members: one rdkafka consumer per subscriber connection
 //! (protocol.md §5), each driven by a task on the control thread's tokio runtime.
 //!
-//! A shard holds a [`Member`] handle and sends it commands in command order over
-//! a channel (commits, fetches); a fetch's answer comes back on a oneshot. So a
-//! client's pipelined commits are applied before the MGET behind them, and an
-//! idle member costs no CPU: its task sleeps on the channel, and a fetch sleeps
-//! in the consumer until librdkafka has a message or the poll times out.
+//! A shard holds a [`Member`] handle and sends it commands over a channel: a
+//! commit as its command is read, a fetch once the connection's writer gets to
+//! its MGET (so a client that stops reading stops the fetching); a fetch's
+//! answer comes back on a oneshot. So a client's pipelined commits are applied
+//! before the MGET behind them, and an idle member costs no CPU: its task
+//! sleeps on the channel, and a fetch sleeps in the consumer until librdkafka
+//! has a message or the poll times out.
 //!
 //! Commits are forward-only, sent to Kafka every second and when the member
 //! leaves or loses a partition in a rebalance. A commit for a partition this
@@ -240,16 +242,17 @@ impl LiveMembers {
 }
 
 impl Member {
-    /// Asks for the next batch. The request is queued at once (after any commit
-    /// queued before it); the future resolves when the batch is ready.
+    /// Asks for the next batch when the returned future is first polled, not
+    /// before (after any commit queued by then); it resolves when the batch is
+    /// ready. The connection's writer polls an MGET's reply only when it gets
+    /// to it, after the replies before it, so a client that pipelines MGETs
+    /// and stops reading stops the fetching too: batches do not pile up in the
+    /// gateway.
     pub fn fetch(&self, encoding: Encoding) -> impl std::future::Future<Output = Fetched> {
-        let (reply, answer) = oneshot::channel();
-        let queued = self
-            .commands
-            .send(Command::Fetch { encoding, reply })
-            .is_ok();
+        let commands = self.commands.clone();
         async move {
-            if !queued {
+            let (reply, answer) = oneshot::channel();
+            if commands.send(Command::Fetch { encoding, reply }).is_err() {
                 return Fetched::Gone;
             }
             answer.await.unwrap_or(Fetched::Gone)

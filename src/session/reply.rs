@@ -52,6 +52,13 @@ impl Reply {
         }
     }
 
+    /// Defers `work` without starting it: it starts when the connection's
+    /// writer gets to this reply, after every reply before it. A client that
+    /// stops reading stops the writer, and so the work.
+    pub fn later(work: impl Future<Output = Reply> + 'static) -> Reply {
+        Reply::Deferred(Box::pin(work))
+    }
+
     /// Encodes a reply that is not deferred (those must be awaited first), in
     /// RESP3 when the client asked for it with `HELLO 3`.
     pub fn encode(&self, out: &mut BytesMut, resp3: bool) {

@@ -35,13 +35,15 @@ impl Subscriber {
         }
     }
 
-    /// `MGET [pb|json]`
+    /// `MGET [pb|json]`. The fetch starts when the writer gets to this reply
+    /// (not when the command is read): pipelined MGETs of a client that does
+    /// not read its replies fetch nothing more.
     pub fn mget(&self, args: &[Bytes]) -> Reply {
         let fetched = self
             .member
             .fetch(Encoding::from_arg(args.first().map(|a| a.as_ref())));
         let topic = self.topic.clone();
-        Reply::start(async move {
+        Reply::later(async move {
             match fetched.await {
                 Fetched::Messages(batch) => {
                     Reply::Array(batch.into_iter().map(Reply::Bulk).collect())

@@ -198,6 +198,26 @@ impl Record {
 /// Reads every record of `topic` from the beginning until `count` were read (or
 /// fails after WAIT), then keeps reading briefly to catch duplicates.
 pub fn read_topic(topic: &str, partitions: i32, count: usize) -> Vec<Record> {
+    // After the expected count, a short extra read shows any duplicate.
+    let mut extra_until: Option<Instant> = None;
+    read_topic_until(topic, partitions, |records| {
+        if let Some(until) = extra_until {
+            return Instant::now() >= until;
+        }
+        if records.len() >= count {
+            extra_until = Some(Instant::now() + Duration::from_millis(500));
+        }
+        false
+    })
+}
+
+/// Reads every record of `topic` from the beginning until `done` says so (it
+/// sees all records read so far, after each poll), or fails after WAIT.
+pub fn read_topic_until(
+    topic: &str,
+    partitions: i32,
+    mut done: impl FnMut(&[Record]) -> bool,
+) -> Vec<Record> {
     let consumer = plain_consumer();
     let mut assignment = TopicPartitionList::new();
     for p in 0..partitions {
@@ -208,19 +228,13 @@ pub fn read_topic(topic: &str, partitions: i32, count: usize) -> Vec<Record> {
     consumer.assign(&assignment).unwrap();
     let mut records = Vec::new();
     let deadline = Instant::now() + WAIT;
-    // After the expected count, a short extra read shows any duplicate.
-    let mut extra_until: Option<Instant> = None;
     loop {
-        if let Some(until) = extra_until {
-            if Instant::now() >= until {
-                break;
-            }
-        } else if records.len() >= count {
-            extra_until = Some(Instant::now() + Duration::from_millis(500));
+        if done(&records) {
+            break;
         }
         assert!(
             Instant::now() < deadline,
-            "only {} of {count} records arrived in {topic}",
+            "gave up reading {topic}: {} records in {WAIT:?}",
             records.len()
         );
         match consumer.poll(Duration::from_millis(100)) {
@@ -429,6 +443,17 @@ impl Gateway {
         let mut c = self.client();
         c.auth_ok(dsn);
         c
+    }
+
+    /// The gateway's process id (to read its /proc entries).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: the process dies at once, with no chance to flush or answer.
+    pub fn kill(&mut self) -> ExitStatus {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap()
     }
 
     /// SIGTERM, then the exit status (bounded by WAIT).
@@ -673,6 +698,11 @@ impl Client {
     /// `Err(first line)`.
     pub fn try_mget(&mut self, encoding: &str) -> Result<Vec<Vec<u8>>, String> {
         self.send_command(&[b"MGET", encoding.as_bytes()]);
+        self.read_mget()
+    }
+
+    /// Reads the reply of an MGET sent earlier, like [`Client::try_mget`].
+    pub fn read_mget(&mut self) -> Result<Vec<Vec<u8>>, String> {
         let mut header = String::new();
         self.reader
             .read_line(&mut header)
