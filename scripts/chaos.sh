@@ -6,6 +6,7 @@
 #   scripts/chaos.sh            # build, start everything, run the scenarios
 #   scripts/chaos.sh --keep     # keep the work directory (logs) even on success
 #   CHAOS_SCENARIOS="pause mysql" scripts/chaos.sh   # a subset (default: all three)
+#   CHAOS_KAFKA='"debug" = "metadata"' scripts/chaos.sh  # extra librdkafka properties
 #
 # It starts MariaDB and tansu (memory storage) on free loopback ports, creates
 # topic `chaos` (3 partitions), grants the seed app (app_key1) a group per
@@ -219,6 +220,7 @@ auto_offset_reset = "earliest"
 # (ProducerFenced) and after a restart (UnknownProducerId): every SET then
 # fails until the gateway restarts. CHAOS_IDEMPOTENCE=true shows it.
 "enable.idempotence" = "${CHAOS_IDEMPOTENCE:-false}"
+${CHAOS_KAFKA:-}
 
 [consumer]
 poll_timeout = "${POLL_TIMEOUT_S}s"
