@@ -554,16 +554,31 @@ def mysql(env):
     kept.close()
 
 
+def gateway_alive(env):
+    """Whether the gateway process started by chaos.sh still runs (a crash
+    would otherwise show only as closed connections)."""
+    try:
+        with open(f"/proc/{env.gateway_pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=["pause", "restart", "mysql"])
     parser.add_argument("--work", required=True)
     args = parser.parse_args()
     env = Env(args.work)
+    if not check(f"[{args.scenario}] the gateway process is running at the start", gateway_alive(env),
+                 "" if gateway_alive(env) else "it died earlier: see gateway.log"):
+        return 1
     if args.scenario == "mysql":
         mysql(env)
     else:
         broker(env, args.scenario)
+    check(f"[{args.scenario}] the gateway process survived", gateway_alive(env),
+          "" if gateway_alive(env) else "it died: see the end of gateway.log (and chaos.sh's output for the signal)")
     failed = [name for name, ok in RESULTS if not ok]
     return 1 if failed else 0
 

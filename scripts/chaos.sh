@@ -63,6 +63,9 @@
 #   - after the restart, an app inserted then authenticates after two refreshes,
 #     and /readyz shows a fresh snapshot again.
 #
+# Every scenario also checks that the gateway process runs when it starts and
+# is still running when it ends: a crash is reported as such.
+#
 # Internal: `chaos.sh broker-pause|broker-resume|broker-stop|broker-start|
 # mysql-stop|mysql-start DIR` are the faults chaos.py calls back.
 set -euo pipefail
