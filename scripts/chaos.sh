@@ -7,21 +7,25 @@
 #   scripts/chaos.sh --keep     # keep the work directory (logs) even on success
 #   CHAOS_SCENARIOS="pause mysql" scripts/chaos.sh   # a subset (default: all three)
 #   CHAOS_KAFKA='"debug" = "metadata"' scripts/chaos.sh  # extra librdkafka properties
+#   CHAOS_STORAGE=memory scripts/chaos.sh  # tansu on memory storage (default: s3)
 #
-# It starts MariaDB and tansu (memory storage) on free loopback ports, creates
-# topic `chaos` (3 partitions), grants the seed app (app_key1) a group per
-# scenario on it, builds the gateway (debug; DATABUS_BIN=<path> uses another
-# binary) and runs one gateway process for all scenarios, with
-# produce_timeout = 2s, refresh_interval = 1s, poll_timeout = 2s,
-# session_timeout = 12s and a metrics endpoint. scripts/chaos.py drives the
-# traffic and prints one PASS/FAIL/SKIP line per check; this script prints a
-# summary and exits non-zero if any check failed. About a minute once built.
+# It starts MariaDB, an S3 server (moto, pip-installed when missing) and tansu
+# storing into it (s3://), all on free loopback ports, creates topic `chaos`
+# (3 partitions), grants the seed app (app_key1) a group per scenario on it,
+# builds the gateway (debug; DATABUS_BIN=<path> uses another binary) and runs
+# one gateway process for all scenarios, with produce_timeout = 2s,
+# refresh_interval = 1s, poll_timeout = 2s, session_timeout = 12s and a
+# metrics endpoint. scripts/chaos.py drives the traffic and prints one
+# PASS/FAIL/SKIP line per check; this script prints a summary and exits
+# non-zero if any check failed. About 80 seconds once built.
 #
 # Broker (item 7), twice: [pause] freezes tansu (SIGSTOP) for 7 s and thaws it
-# (SIGCONT): a hung broker whose state survives. [restart] stops it (SIGTERM),
-# and 7 s later starts a new one on the same port: with memory storage an
-# empty broker (the topic is created again). Meanwhile 4 publisher connections
-# keep up to 20 SETs each in flight (at most 200 SETs/s each). Checked, each run:
+# (SIGCONT): a hung broker. [restart] stops it (SIGTERM), and 7 s later starts
+# a new one on the same port, which finds the topic, the records and the
+# committed offsets in S3, as a Kafka broker finds its disks (with
+# CHAOS_STORAGE=memory: an empty broker; the topic is created again).
+# Meanwhile 4 publisher connections keep up to 20 SETs each in flight (at
+# most 200 SETs/s each). Checked, each run:
 #   - every SET is answered, with +OK or `-ERR kafka: ...` only, each within
 #     produce_timeout + 1.5 s: nothing hangs;
 #   - every SET sent while the broker was away (and due before it came back)
@@ -31,16 +35,16 @@
 #   - a subscriber connected throughout has each long poll answered within
 #     poll_timeout while the broker is away, and receives what is published
 #     after it is back, without reconnecting;
-#   - [pause]: a group that committed the middle offset of each partition before
-#     the outage resumes exactly there (first offset delivered per partition =
+#   - a group that committed the middle offset of each partition before the
+#     outage resumes exactly there (first offset delivered per partition =
 #     committed + 1, on a new connection), and every SET ever answered +OK is
-#     read back through it, value by value;
-#   - [restart]: every SET answered +OK by the new broker is read back; the
-#     resume from committed offsets is SKIPPED: the memory broker lost them.
+#     read back through it, value by value. With CHAOS_STORAGE=memory the
+#     restarted broker lost them: the resume is SKIPPED, and only the SETs the
+#     new broker acknowledged are read back.
 #
 # What tansu 0.6.0 cannot do, and how this script stays clear of it:
 #   - file-backed storage (sqlite://, the libsql feature) fails produces with
-#     `UnableToSend` under this load and panics after a restart: memory only;
+#     `UnableToSend` under this load and panics after a restart: S3 it is;
 #   - it fences an idempotent producer after a pause (ProducerFenced) and after
 #     a restart (UnknownProducerId), for as long as we watched (a minute):
 #     every SET fails meanwhile, until the gateway restarts. The gateway here
@@ -51,7 +55,10 @@
 #     (12 s) less a heartbeat interval;
 #   - a fetch from an offset inside a record batch returns only the batches
 #     after it: the records committed against are produced one SET at a time
-#     (a batch each), so the committed offset is a batch boundary.
+#     (a batch each), so the committed offset is a batch boundary;
+#   - restarted on memory storage, it can answer a consumer's metadata request
+#     with a topic entry that has neither name nor id, on which librdkafka
+#     2.12.1 crashes the gateway (README, "Service faults").
 #
 # MySQL (item 8): MariaDB is stopped, then started again, under the same gateway.
 #   - while it is down, refreshes fail (logged), a known app still authenticates
@@ -160,7 +167,7 @@ cleanup() {
     if [[ "$STATUS" == 0 && "$KEEP" == 0 ]]; then
         rm -rf "$WORK"
     else
-        log "logs kept in $WORK (gateway.log, tansu.log, mysql/error.log)"
+        log "logs kept in $WORK (gateway.log, tansu.log, s3.log, mysql/error.log)"
     fi
     exit "$rc"
 }
@@ -175,6 +182,15 @@ if [[ -z "${DATABUS_BIN:-}" ]]; then
 fi
 
 TANSU="$(find_tansu)" || die "tansu $TANSU_VERSION not found: run scripts/setup.sh"
+case "${CHAOS_STORAGE:=s3}" in
+s3)
+    ensure_python_module moto 'moto[server]>=5.1,<6'
+    start_s3 "$(free_port)" "$WORK/s3.log" tansu
+    TANSU_STORAGE=s3://tansu/
+    ;;
+memory) TANSU_STORAGE=memory://tansu/ ;;
+*) die "CHAOS_STORAGE must be s3 or memory, not '$CHAOS_STORAGE'" ;;
+esac
 MYSQL_PORT="$(free_port)"
 start_mariadb "$WORK/mysql" "$MYSQL_PORT"
 load_schema "$MYSQL_PORT"
@@ -194,7 +210,14 @@ POLL_TIMEOUT_S=$POLL_TIMEOUT_S
 REFRESH_S=$REFRESH_S
 TOPIC=$TOPIC
 PARTITIONS=$PARTITIONS
+export TANSU_STORAGE=$TANSU_STORAGE
 ENV
+if [[ "$CHAOS_STORAGE" == s3 ]]; then
+    # broker-start runs in a new process: it needs the endpoint too.
+    for var in AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION AWS_ENDPOINT AWS_ALLOW_HTTP; do
+        echo "export $var=${!var}" >>"$WORK/chaos.env"
+    done
+fi
 broker_start
 
 mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$MYSQL_PORT" -uroot databus_db -e "

@@ -157,6 +157,30 @@ ensure_apt_packages() {
         || die "apt-get install failed for: ${missing[*]}"
 }
 
+# ensure_python_module MODULE REQUIREMENT: pip install REQUIREMENT unless
+# python3 can import MODULE already.
+ensure_python_module() {
+    local module="$1" requirement="$2" pip_log
+    if python3 -c "import $module" 2>/dev/null; then
+        log "python module $module already installed"
+        return 0
+    fi
+    log "installing python module $module (pip install '$requirement')"
+    pip_log="$(mktemp)"
+    if ! python3 -m pip install --quiet "$requirement" >"$pip_log" 2>&1; then
+        if grep -q externally-managed "$pip_log"; then
+            log "pip refused (externally managed environment): retrying with --break-system-packages"
+            python3 -m pip install --quiet --break-system-packages "$requirement" \
+                || die "pip install '$requirement' failed"
+        else
+            cat "$pip_log" >&2
+            die "pip install '$requirement' failed"
+        fi
+    fi
+    rm -f "$pip_log"
+    python3 -c "import $module" || die "python3 still cannot import $module after pip install"
+}
+
 # Path of a tansu binary of the wanted version, or nothing.
 find_tansu() {
     local c
@@ -317,20 +341,23 @@ stop_mariadb() {
 # ---------------------------------------------------------------------------
 # tansu (Kafka API broker)
 
-# start_tansu PORT LOGFILE [PIDFILE]: broker on 127.0.0.1:PORT, in-memory
-# storage; sets TANSU_PID.
+# start_tansu PORT LOGFILE [PIDFILE]: broker on 127.0.0.1:PORT; sets
+# TANSU_PID. Storage is in memory (gone with the process) unless
+# TANSU_STORAGE names another engine, e.g. s3://BUCKET/ with the AWS_*
+# variables of an S3 endpoint (see start_s3).
 start_tansu() {
     local port="$1" logfile="$2" pidfile="${3:-}" i
     [[ -n "${TANSU:-}" ]] || TANSU="$(find_tansu)" || die "tansu $TANSU_VERSION not found: run scripts/setup.sh"
     mkdir -p "$(dirname "$logfile")"
     log "starting tansu on 127.0.0.1:$port (log: $logfile)"
     # Explicit flags override any CLUSTER_ID/LISTENER_URL/STORAGE_ENGINE
-    # variables that happen to be set. memory:// needs the dynostore feature.
+    # variables that happen to be set. memory:// and s3:// need the dynostore
+    # feature.
     RUST_LOG="${TANSU_RUST_LOG:-${RUST_LOG:-warn}}" "$TANSU" broker \
         --cluster-id databus-test \
         --listener-url "tcp://127.0.0.1:$port" \
         --advertised-listener-url "tcp://127.0.0.1:$port" \
-        --storage-engine "memory://tansu/" \
+        --storage-engine "${TANSU_STORAGE:-memory://tansu/}" \
         </dev/null >>"$logfile" 2>&1 &
     TANSU_PID=$!
     register_pid "$TANSU_PID" tansu
@@ -404,4 +431,35 @@ create_topic() {
         sleep 0.5
     done
     die "topic $name on 127.0.0.1:$port has '${got:-no}' partitions, expected $partitions"
+}
+
+# ---------------------------------------------------------------------------
+# S3 on loopback (moto), for a tansu whose storage outlives the broker process
+
+# start_s3 PORT LOGFILE BUCKET [PIDFILE]: moto's S3 server on 127.0.0.1:PORT
+# with BUCKET created; exports the AWS_* variables tansu's s3:// storage
+# (the object_store crate) reads. moto keeps objects in its own memory: a
+# restarted broker finds its topics, records and committed offsets, as a
+# Kafka broker does on its disks. Needs `ensure_python_module moto
+# 'moto[server]...'` first. Sets S3_PID.
+start_s3() {
+    local port="$1" logfile="$2" bucket="$3" pidfile="${4:-}" i
+    mkdir -p "$(dirname "$logfile")"
+    log "starting S3 (moto) on 127.0.0.1:$port (log: $logfile)"
+    python3 -m moto.server -H 127.0.0.1 -p "$port" </dev/null >>"$logfile" 2>&1 &
+    S3_PID=$!
+    register_pid "$S3_PID" moto.server
+    [[ -z "$pidfile" ]] || echo "$S3_PID" >"$pidfile"
+    for ((i = 0; i < 60; i++)); do
+        pid_alive "$S3_PID" moto.server || { tail -n 30 "$logfile" >&2; die "moto exited during start-up"; }
+        port_accepts "$port" && break
+        sleep 0.5
+    done
+    ((i < 60)) || die "moto did not accept connections on 127.0.0.1:$port within 30 s (log: $logfile)"
+    export AWS_ACCESS_KEY_ID=databus AWS_SECRET_ACCESS_KEY=databus AWS_DEFAULT_REGION=us-east-1 \
+        AWS_ENDPOINT="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true
+    python3 -c 'import sys, boto3
+boto3.client("s3", endpoint_url=sys.argv[1]).create_bucket(Bucket=sys.argv[2])' "$AWS_ENDPOINT" "$bucket" \
+        || die "could not create S3 bucket $bucket"
+    log "S3 ready: $AWS_ENDPOINT, bucket $bucket"
 }

@@ -18,24 +18,7 @@ ensure_apt_packages "${APT_PACKAGES[@]}"
 
 ensure_tansu
 
-if python3 -c 'import redis' 2>/dev/null; then
-    log "python redis client already installed"
-else
-    log "installing python redis client (pip install redis)"
-    pip_log="$(mktemp)"
-    if ! python3 -m pip install --quiet 'redis>=5,<9' >"$pip_log" 2>&1; then
-        if grep -q externally-managed "$pip_log"; then
-            log "pip refused (externally managed environment): retrying with --break-system-packages"
-            python3 -m pip install --quiet --break-system-packages 'redis>=5,<9' \
-                || die "pip install redis failed"
-        else
-            cat "$pip_log" >&2
-            die "pip install redis failed"
-        fi
-    fi
-    rm -f "$pip_log"
-    python3 -c 'import redis' || die "python3 still cannot import redis after pip install"
-fi
+ensure_python_module redis 'redis>=5,<9'
 
 # Node.js and the npm packages of tests/clients/node (ioredis, node-redis).
 # Debian's nodejs is only installed when there is no node at all: a newer one
