@@ -31,6 +31,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
+use super::client_config;
 use super::context::KafkaContext;
 use super::message::{Consumed, Encoding};
 use crate::config::Config;
@@ -101,10 +102,8 @@ impl ConsumerService {
             .clusters
             .iter()
             .map(|(name, cluster)| {
-                let mut c = ClientConfig::new();
-                c.set("bootstrap.servers", &cluster.brokers)
-                    .set("client.id", "databus")
-                    .set("enable.auto.commit", "false")
+                let mut c = client_config::base(cluster);
+                c.set("enable.auto.commit", "false")
                     .set("enable.auto.offset.store", "false")
                     .set("auto.offset.reset", &cluster.auto_offset_reset)
                     .set(
@@ -116,12 +115,10 @@ impl ConsumerService {
                         max_poll_interval(config).as_millis().to_string(),
                     );
                 prefetch_limits(&mut c, config.consumer.batch);
-                // The operator's properties (security settings above all) apply
-                // to consumers as to producers, and win.
-                for (key, value) in &cluster.kafka {
-                    c.set(key, value);
-                }
-                (name.clone(), c)
+                (
+                    name.clone(),
+                    client_config::with_operator_properties(c, cluster),
+                )
             })
             .collect();
         ConsumerService {

@@ -15,6 +15,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
+use super::client_config;
 use super::context::KafkaContext;
 use crate::config::{ClusterConfig, Config, ProducerLayout};
 
@@ -127,10 +128,8 @@ impl Producers {
 }
 
 fn producer_config(cluster: &ClusterConfig, config: &Config) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cluster.brokers)
-        .set("partitioner", &cluster.partitioner)
-        .set("client.id", "databus")
+    let mut c = client_config::base(cluster);
+    c.set("partitioner", &cluster.partitioner)
         .set("acks", "all")
         .set("enable.idempotence", "true")
         // librdkafka fails a record it could not deliver in this time, which is
@@ -149,11 +148,7 @@ fn producer_config(cluster: &ClusterConfig, config: &Config) -> ClientConfig {
                 .max(1_000_000)
                 .to_string(),
         );
-    // The operator's properties come last so they win.
-    for (key, value) in &cluster.kafka {
-        c.set(key, value);
-    }
-    c
+    client_config::with_operator_properties(c, cluster)
 }
 
 fn delivery_timeout(produce_timeout: Duration) -> Duration {
