@@ -2,7 +2,7 @@
 # End-to-end benchmark: the gateway against its baselines on the same machine
 # and the same broker, in one run.
 #
-#   scripts/bench.sh [--quick | --smoke] [--broker tansu|mock|both]
+#   scripts/bench.sh [--quick | --smoke] [--broker kafka|mock|both]
 #
 # Starts a private MariaDB, the broker(s), release builds of databus and of
 # benches/loadgen.rs, and a local redis-server, then runs side by side:
@@ -21,9 +21,10 @@
 #             redis-server
 #   parser  : benches/parser.rs (criterion), databus vs redis-protocol
 #
-# The broker is tansu, the librdkafka mock cluster (a MockCluster held by
-# `loadgen mock-broker`, so the gateway's own cost shows where tansu is the
-# bottleneck), or both (the default): the Kafka rows are reported per broker.
+# The broker is Apache Kafka (one node, scripts/lib/kafka.sh), the librdkafka
+# mock cluster (a MockCluster held by `loadgen mock-broker`, so the gateway's
+# own cost shows where the broker is the bottleneck), or both (the default):
+# the Kafka rows are reported per broker.
 #
 # Prints one markdown table, then `ratio <name> <value>` lines (the Kafka
 # ratios per broker, e.g. `ratio gateway/direct-produce@mock 0.97`).
@@ -53,15 +54,15 @@ while (($#)); do
         sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
         exit 0
         ;;
-    *) die "unknown argument $1 (usage: $0 [--quick|--smoke] [--broker tansu|mock|both])" ;;
+    *) die "unknown argument $1 (usage: $0 [--quick|--smoke] [--broker kafka|mock|both])" ;;
     esac
     shift
 done
 case "${BROKERS_WANTED:-default}" in
-default) if [[ "$MODE" == smoke ]]; then BROKERS=(mock); else BROKERS=(tansu mock); fi ;;
-both) BROKERS=(tansu mock) ;;
-tansu | mock) BROKERS=("$BROKERS_WANTED") ;;
-*) die "--broker takes tansu, mock or both, not '$BROKERS_WANTED'" ;;
+default) if [[ "$MODE" == smoke ]]; then BROKERS=(mock); else BROKERS=(kafka mock); fi ;;
+both) BROKERS=(kafka mock) ;;
+kafka | mock) BROKERS=("$BROKERS_WANTED") ;;
+*) die "--broker takes kafka, mock or both, not '$BROKERS_WANTED'" ;;
 esac
 
 case "$MODE" in
@@ -181,20 +182,17 @@ TOML
     GW_ADDR="127.0.0.1:$GW_PORT"
 }
 
-# start_broker NAME: tansu on a free port or the mock cluster, with the bench
-# topics; sets BROKER_ADDR and BROKER_PID.
+# start_broker NAME: a single Kafka node on free ports or the mock cluster,
+# with the bench topics; sets BROKER_ADDR.
 start_broker() {
     local i t
     case "$1" in
-    tansu)
-        local port
-        port="$(free_port)"
-        start_tansu "$port" "$WORK/tansu.log"
+    kafka)
+        start_kafka_cluster "$WORK/kafka" 1
         for t in "$TOPIC_GW" "$TOPIC_DIRECT" "$TOPIC_CONSUME"; do
-            create_topic "$port" "$t" "$PARTITIONS"
+            create_topic "$KAFKA_BOOTSTRAP" "$t" "$PARTITIONS" 1
         done
-        BROKER_ADDR="127.0.0.1:$port"
-        BROKER_PID="$TANSU_PID"
+        BROKER_ADDR="$KAFKA_BOOTSTRAP"
         ;;
     mock)
         log "starting the mock cluster (loadgen mock-broker)"
@@ -334,12 +332,11 @@ kafka_runs() {
     start_gateway "gateway-per-shard-$b" "$BROKER_ADDR" "$SHARDS" per_shard
     gwp="$GW_ADDR"
 
-    # tansu (memory storage) gets slower as it holds more records: a fetch
-    # after a few hundred thousand records elsewhere is ~10x slower, produce a
-    # few % per 100k. So the consume comparison runs first, on a nearly empty
-    # broker, and the saturated produce runs go in ABBA order (gateway,
-    # direct, direct, gateway; T/2 seconds each), so both sides see the same
-    # average broker state.
+    # A broker's speed moves with what it holds (log segments, page cache):
+    # the consume comparison runs first, on a nearly empty broker, and the
+    # saturated produce runs go in ABBA order (gateway, direct, direct,
+    # gateway; T/2 seconds each), so both sides see the same average broker
+    # state.
     loadgen v1 preload --brokers "$BROKER_ADDR" --topic "$TOPIC_CONSUME" -m "$m" -s "$S"
     R[preload@$b]="$v1"
     loadgen v1 consume-gateway --addr "$gw" --dsn "$DSN_SUB" -k "$K" -m "$m" --timeout "$CONSUME_TIMEOUT"
@@ -377,7 +374,8 @@ stop_all_of_broker() {
     local entry keep=()
     for entry in "${LIB_PIDS[@]}"; do
         case "$entry" in
-        *:databus | *:tansu | *:loadgen) stop_pid "${entry%%:*}" "${entry#*:}" 15 ;;
+        *:databus | *:loadgen) stop_pid "${entry%%:*}" "${entry#*:}" 15 ;;
+        *:kafka.Kafka*) stop_pid "${entry%%:*}" "${entry#*:}" 60 ;;
         *) keep+=("$entry") ;;
         esac
     done
@@ -455,7 +453,7 @@ fi
 
 {
     echo
-    echo "databus end-to-end benchmark ($MODE): $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), brokers: ${BROKERS[*]} (tansu $TANSU_VERSION), topics with $PARTITIONS partitions, gateway with $SHARDS shards"
+    echo "databus end-to-end benchmark ($MODE): $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), brokers: ${BROKERS[*]} (Apache Kafka $KAFKA_VERSION, one node), topics with $PARTITIONS partitions, gateway with $SHARDS shards"
     echo
     row "measurement" "gateway" "baseline" "gateway/baseline"
     row "---" "---:" "---:" "---:"

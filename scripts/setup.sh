@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # Install what databus's build and test stack need, skipping what is there:
-# Debian packages (MariaDB, build tools for rdkafka, redis-cli), the
-# tansu Kafka broker (cargo install, ~11 min the first time), the Python
-# redis client and the Node.js clients of the client-matrix tests (npm ci in
-# tests/clients/node). Safe to run again: a second run only checks.
+# Debian packages (MariaDB, build tools for rdkafka, redis-cli), Java 17 and
+# Maven, Apache Kafka's jars from Maven Central (into a cache outside the
+# repository, scripts/lib/kafka.sh), the Python redis client and the
+# Node.js clients of the client-matrix tests (npm ci in tests/clients/node).
+# Safe to run again: a second run only checks.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APT_PACKAGES=(
     mariadb-server mariadb-client redis-tools
-    build-essential cmake pkg-config libssl-dev libsasl2-dev zlib1g-dev
+    build-essential cmake pkg-config libssl-dev libsasl2-dev zlib1g-dev libzstd-dev
     protobuf-compiler python3-pip
 )
 
 ensure_apt_packages "${APT_PACKAGES[@]}"
 
-ensure_tansu
+ensure_java_maven
+ensure_kafka
 
 ensure_python_module redis 'redis>=5,<9'
 

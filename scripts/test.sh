@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The "test it" command: install what is missing, start a throw-away stack
-# (MariaDB + tansu on free ports), run cargo's tests against it, stop it.
+# (MariaDB and Apache Kafka on free ports), run cargo's tests against it, stop it.
 #
 #   scripts/test.sh [extra cargo test args...]
 #
@@ -24,7 +24,7 @@ on_exit() {
     if [[ "$STATUS" == 0 ]]; then
         rm -rf "$STACK_DIR"
     else
-        log "test stack logs kept: $STACK_DIR/mysql/error.log $STACK_DIR/tansu.log"
+        log "test stack logs kept: $STACK_DIR/mysql/error.log $STACK_DIR/kafka/node-1/server.log"
     fi
     exit "$rc"
 }
