@@ -29,7 +29,7 @@ pub struct GatewayConfig<'a> {
     pub cluster: &'a str,
     /// Keys for `[consumer]`.
     pub consumer: &'a str,
-    /// `[metrics] addr`; empty (no endpoint) by default.
+    /// `[metrics] addr`; a free loopback port by default, "" for none.
     pub metrics_addr: &'a str,
 }
 
@@ -44,7 +44,8 @@ impl<'a> GatewayConfig<'a> {
             cluster: "",
             // A short session: group joins take half of it on this broker.
             consumer: "session_timeout = \"6s\"",
-            metrics_addr: "",
+            // Tests observe the gateway through /metrics (Gateway::metric).
+            metrics_addr: "127.0.0.1:0",
         }
     }
 
@@ -104,6 +105,48 @@ impl Gateway {
             .wait_for_log("metrics endpoint on http://")
             .expect("the metrics endpoint is configured");
         address_after(&line, "metrics endpoint on http://")
+    }
+
+    /// The sum of every sample of `family` on /metrics whose labels include
+    /// all of `labels` (e.g. `("databus_connections", &[])` counts open
+    /// connections of every role); 0 when there is none.
+    pub fn metric(&self, family: &str, labels: &[(&str, &str)]) -> f64 {
+        let (status, text) = http_get(self.metrics_addr(), "/metrics");
+        assert_eq!(status, 200, "{text}");
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let (sample, value) = line.rsplit_once(' ')?;
+                let (name, rest) = sample.split_once('{').unwrap_or((sample, "}"));
+                let wanted = name == family
+                    && labels
+                        .iter()
+                        .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+                wanted.then(|| value.parse::<f64>().ok()).flatten()
+            })
+            .sum()
+    }
+
+    /// Waits (up to WAIT, looking every 50 ms: a counter announces nothing)
+    /// until `metric(family, labels)` satisfies `want`; returns the value.
+    pub fn wait_for_metric(
+        &self,
+        family: &str,
+        labels: &[(&str, &str)],
+        want: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let value = self.metric(family, labels);
+            if want(value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{family}{labels:?} is still {value}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The address of the TLS listener (`[server.tls]` configured).

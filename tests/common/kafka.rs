@@ -179,17 +179,26 @@ pub fn read_topic_until(
 /// `group`'s committed offset for partition 0 of `topic`, as the broker has it;
 /// None when the group committed nothing there.
 pub fn committed_offset(group: &str, topic: &str) -> Option<i64> {
+    committed_offset_of(group, topic, 0)
+}
+
+/// `group`'s committed offset for `partition` of `topic`, as the broker has
+/// it; None when the group committed nothing there.
+pub fn committed_offset_of(group: &str, topic: &str, partition: i32) -> Option<i64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", group)
         .create()
         .expect("consumer");
     let mut list = TopicPartitionList::new();
-    list.add_partition(topic, 0);
+    list.add_partition(topic, partition);
     let committed = consumer
         .committed_offsets(list, Duration::from_secs(10))
         .expect("committed offsets");
-    match committed.find_partition(topic, 0).map(|p| p.offset()) {
+    match committed
+        .find_partition(topic, partition)
+        .map(|p| p.offset())
+    {
         Some(Offset::Offset(o)) => Some(o),
         _ => None,
     }
@@ -200,15 +209,20 @@ pub fn committed_offset(group: &str, topic: &str) -> Option<i64> {
 /// (protocol.md §5) and nothing announces that they arrived: asked every 100 ms,
 /// for at most WAIT.
 pub fn wait_for_commit(group: &str, topic: &str, expected: i64) {
+    wait_for_commit_of(group, topic, 0, expected)
+}
+
+/// Like [`wait_for_commit`], for `partition`.
+pub fn wait_for_commit_of(group: &str, topic: &str, partition: i32, expected: i64) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let committed = committed_offset(group, topic);
+        let committed = committed_offset_of(group, topic, partition);
         if committed == Some(expected) {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "{group} committed {committed:?} in {topic}, not {expected}"
+            "{group} committed {committed:?} in {topic}/{partition}, not {expected}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
