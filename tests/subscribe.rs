@@ -620,3 +620,134 @@ fn a_group_resumes_inside_a_batch_of_pipelined_records() {
     assert_exactly_once_in_partition_order(&got, COMMITTED as usize + 1..N);
     assert_eq!(second.mget("json"), Vec::<Vec<u8>>::new(), "nothing more");
 }
+
+/// Two gateway processes on one database and one cluster: the members of one
+/// group connected through either split the partitions, and when one gateway
+/// stops (SIGTERM) the other's member takes every partition over, resuming at
+/// the committed offsets with nothing skipped and nothing repeated.
+#[test]
+fn two_gateways_share_a_group_and_one_takes_over_when_the_other_stops() {
+    let db = TestDb::new();
+    let topic = create_topic(4);
+    db.grant_topic(&topic, 3);
+    let group = group_of(&topic);
+    let mut stopping = gateway(&db, "1s");
+    let staying_gw = gateway(&db, "1s");
+    let sub = dsn(&topic, "sub");
+    let mut subs = [stopping.subscriber(&sub), staying_gw.subscriber(&sub)];
+    let poll_both = |subs: &mut [Client; 2]| {
+        std::thread::scope(|s| {
+            for c in subs.iter_mut() {
+                s.spawn(move || assert!(c.mget("json").is_empty()));
+            }
+        })
+    };
+    wait_for_group(&group, 2, 4, || poll_both(&mut subs));
+
+    publish(&stopping, &topic, 0, 20);
+    publish(&staying_gw, &topic, 20, 20);
+    let mut shares: [Vec<Got>; 2] = [Vec::new(), Vec::new()];
+    let deadline = Instant::now() + WAIT;
+    while shares.iter().map(Vec::len).sum::<usize>() < 40 {
+        assert!(
+            Instant::now() < deadline,
+            "only {:?} delivered",
+            shares.each_ref().map(Vec::len)
+        );
+        std::thread::scope(|s| {
+            for (c, share) in subs.iter_mut().zip(shares.iter_mut()) {
+                s.spawn(move || share.extend(c.mget("json").iter().map(|m| from_json(m))));
+            }
+        });
+    }
+    assert_exactly_once_in_partition_order(&shares.concat(), 0..40);
+    let partitions = |share: &[Got]| share.iter().map(|g| g.partition).collect::<HashSet<_>>();
+    assert!(
+        !shares[0].is_empty() && !shares[1].is_empty(),
+        "both gateways' members get a share"
+    );
+    assert!(partitions(&shares[0]).is_disjoint(&partitions(&shares[1])));
+
+    // Each commits the middle of what it got on each partition: what follows
+    // must come again, through the other gateway.
+    let mut resume_at: BTreeMap<i32, i64> = BTreeMap::new();
+    for (c, share) in subs.iter_mut().zip(&shares) {
+        let mut offsets: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+        for g in share {
+            offsets.entry(g.partition).or_default().push(g.offset);
+        }
+        for (p, list) in offsets {
+            let middle = list[(list.len() - 1) / 2];
+            assert_eq!(
+                c.call(&["SET", &p.to_string(), &middle.to_string()]),
+                "+OK\r\n"
+            );
+            resume_at.insert(p, middle + 1);
+        }
+    }
+    for (p, o) in &resume_at {
+        wait_for_commit_of(&group, &topic, *p, *o);
+    }
+
+    let [mut orphan, mut survivor] = subs;
+    let status = stopping.terminate();
+    assert!(status.success(), "exit status {status}");
+    orphan.expect_closed();
+    // The takeover happens inside the survivor's polls; what they deliver
+    // meanwhile counts.
+    let mut rest: Vec<Got> = Vec::new();
+    wait_for_group(&group, 1, 4, || {
+        rest.extend(survivor.mget("json").iter().map(|m| from_json(m)))
+    });
+    publish(&staying_gw, &topic, 40, 20);
+    let value = |g: &Got| {
+        serde_json::from_str::<Value>(&g.value).unwrap()["i"]
+            .as_i64()
+            .unwrap()
+    };
+    let after_commit = |share: &[Got]| -> HashSet<i64> {
+        share
+            .iter()
+            .filter(|g| g.offset >= resume_at[&g.partition])
+            .map(value)
+            .collect()
+    };
+    // Must come: what the stopped gateway's member had not committed, and
+    // everything new. May come again: what the survivor had not committed (an
+    // eager rebalance revokes its partitions too, and it resumes them at its
+    // own commits).
+    let must: HashSet<i64> = after_commit(&shares[0]).into_iter().chain(40..60).collect();
+    let may: HashSet<i64> = after_commit(&shares[1]);
+    let deadline = Instant::now() + WAIT;
+    while !must.is_subset(&rest.iter().map(value).collect()) {
+        assert!(
+            Instant::now() < deadline,
+            "only {} delivered after the takeover",
+            rest.len()
+        );
+        rest.extend(survivor.mget("json").iter().map(|m| from_json(m)));
+    }
+    let got: Vec<i64> = rest.iter().map(value).collect();
+    let unique: HashSet<i64> = got.iter().copied().collect();
+    assert_eq!(unique.len(), got.len(), "nothing repeated: {got:?}");
+    assert!(
+        unique.is_subset(&must.union(&may).copied().collect()),
+        "nothing before a committed offset: {got:?}"
+    );
+    let mut first_offset: BTreeMap<i32, i64> = BTreeMap::new();
+    for g in rest
+        .iter()
+        .filter(|g| partitions(&shares[0]).contains(&g.partition))
+    {
+        first_offset.entry(g.partition).or_insert(g.offset);
+    }
+    let orphaned: BTreeMap<i32, i64> = resume_at
+        .iter()
+        .filter(|(p, _)| partitions(&shares[0]).contains(p))
+        .map(|(p, o)| (*p, *o))
+        .collect();
+    assert_eq!(
+        first_offset, orphaned,
+        "each taken-over partition resumes at committed + 1"
+    );
+}
