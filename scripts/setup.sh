@@ -2,8 +2,9 @@
 # Install what databus's build and test stack need, skipping what is there:
 # Debian packages (MariaDB, build tools for rdkafka, redis-cli), Java 17 and
 # Maven, Apache Kafka's jars from Maven Central (into a cache outside the
-# repository, scripts/lib/kafka.sh), the Python redis client and the
-# Node.js clients of the client-matrix tests (npm ci in tests/clients/node).
+# repository, scripts/lib/kafka.sh), the Python redis client, the
+# Node.js clients of the client-matrix tests (npm ci in tests/clients/node) and
+# Go with the modules of its Go programs (go mod download in tests/clients/go).
 # Safe to run again: a second run only checks.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -48,6 +49,38 @@ else
     (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error) \
         || die "npm ci in $node_dir failed"
     echo "$lock_sum" >"$lock_stamp"
+fi
+
+# Go and the modules of tests/clients/go (go-redis, redigo and sarama, for the
+# client matrix and the sarama placement test). Debian's golang-go is installed
+# only when there is no go at all; an installed go must be at least the `go`
+# line of go.mod (the oldest Go that sarama and go-redis build with), and is
+# not swapped for another toolchain (GOTOOLCHAIN=local).
+go_dir="$REPO_ROOT/tests/clients/go"
+if command -v go >/dev/null; then
+    log "go already installed: $(GOTOOLCHAIN=local go version)"
+else
+    ensure_apt_packages golang-go
+fi
+go_need="$(sed -n 's/^go \([0-9][0-9.]*\)$/\1/p' "$go_dir/go.mod")"
+[[ -n "$go_need" ]] || die "no 'go' line in $go_dir/go.mod"
+go_have="$(GOTOOLCHAIN=local go env GOVERSION)"
+go_have="${go_have#go}"
+if [[ "$(printf '%s\n%s\n' "$go_need" "$go_have" | sort -V | head -n1)" != "$go_need" ]]; then
+    die "go $go_have ($(command -v go)) is older than go $go_need, which $go_dir/go.mod needs: install Go $go_need or newer first on PATH (Debian 12's golang-go is 1.19)"
+fi
+
+# go mod download fills the module cache from go.sum, so that the tests build
+# offline (they run go with GOPROXY=off): skipped while the stamp in the module
+# cache (gone with it on `go clean -modcache`) is the sha256 of this go.sum.
+go_sum="$(sha256sum "$go_dir/go.sum" | cut -d' ' -f1)"
+go_stamp="$(GOTOOLCHAIN=local go env GOMODCACHE)/.databus-clients-go.sum.sha256"
+if [[ -f "$go_stamp" && "$(cat "$go_stamp")" == "$go_sum" ]]; then
+    log "go modules already downloaded (tests/clients/go)"
+else
+    log "downloading go modules (go mod download in tests/clients/go)"
+    (cd "$go_dir" && GOTOOLCHAIN=local go mod download) || die "go mod download in $go_dir failed"
+    echo "$go_sum" >"$go_stamp"
 fi
 
 log "setup complete"
