@@ -5,18 +5,24 @@
 //! # Layout
 //!
 //! ```text
-//! main.rs          CLI (-conf / --config), logging, start and stop
-//! config.rs        TOML → typed config with defaults and validation
-//! errors.rs        every reply text a client can see
-//! resp/            request parser (limits, inline commands) and reply encoding
-//! auth/            dsn.rs (AUTH grammar), snapshot.rs (grants), mysql.rs (loader)
-//! server/          shard.rs (executor, listener), connection.rs (read/dispatch/write)
-//! session/         what a connection may do: publisher.rs, subscriber.rs, reply.rs
-//! kafka/           producer.rs (produce path), message.rs (wire types)
-//! metrics/         per-shard counters; exposition.rs (Prometheus), http.rs (/metrics,
-//!                  /healthz, /readyz on the control thread)
-//! control.rs       the control thread: MySQL refresh, signals
-//! shared.rs        what all shards share: config, snapshot, producers, counters
+//! main.rs             CLI (-conf / --config), logging, exit status
+//! startup.rs          start and stop order: config, limits, control thread, shards
+//! config.rs           TOML → typed config with defaults and validation
+//! errors.rs           every reply text a client can see
+//! resp/               parser.rs (limits), inline.rs (telnet-style lines), reply.rs (encoding)
+//! auth/               dsn.rs (AUTH grammar), snapshot.rs (grants), mysql.rs (loader),
+//!                     limiter.rs (failed-AUTH bound per address)
+//! server/             shard.rs (executor, listener), connection.rs (read/dispatch/write),
+//!                     outbox.rs (ordered replies, credits), tls.rs (rustls listener)
+//! session/            what a connection may do: mod.rs (dispatch, AUTH), publisher.rs,
+//!                     subscriber.rs, reply.rs, info.rs (INFO)
+//! kafka/              producer.rs (produce path), consumer.rs (group members),
+//!                     message.rs (wire types), client_config.rs (shared librdkafka
+//!                     settings), context.rs (librdkafka logs and errors)
+//! metrics/            per-shard counters; exposition.rs (Prometheus), http.rs (/metrics,
+//!                     /healthz, /readyz on the control thread)
+//! control.rs          the control thread: MySQL refresh, signals
+//! shared.rs           what all shards share: config, snapshot, producers, counters
 //! ```
 //!
 //! Threads: one glommio executor per core (shards) accepts on the same port with
