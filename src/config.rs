@@ -48,6 +48,15 @@ pub struct ServerConfig {
     pub max_value_bytes: usize,
     #[serde(deserialize_with = "duration")]
     pub produce_timeout: Duration,
+    /// How long librdkafka keeps trying to deliver a record
+    /// (`message.timeout.ms`), at least `produce_timeout`. Longer than a
+    /// leader failover: with the idempotent producer, records that time out
+    /// in librdkafka's queue make it bump the producer epoch and resend
+    /// records whose first attempt the old leader had written, which
+    /// duplicates them (seen in `scripts/chaos.sh` with it under the 9 s a
+    /// killed broker takes to be fenced).
+    #[serde(deserialize_with = "duration")]
+    pub delivery_timeout: Duration,
     /// Most arguments in one command (protocol.md §6).
     pub max_args: usize,
     /// Largest single argument in bytes (protocol.md §6).
@@ -106,6 +115,7 @@ impl Default for ServerConfig {
             sub_idle_timeout: Duration::from_secs(40),
             max_value_bytes: 1_000_000,
             produce_timeout: Duration::from_secs(10),
+            delivery_timeout: Duration::from_secs(30),
             max_args: 1024,
             max_bulk_len: 1024 * 1024 + 4096,
             max_pipeline: 4096,
@@ -258,6 +268,7 @@ impl Config {
             ("server.pub_idle_timeout", s.pub_idle_timeout),
             ("server.sub_idle_timeout", s.sub_idle_timeout),
             ("server.produce_timeout", s.produce_timeout),
+            ("server.delivery_timeout", s.delivery_timeout),
             ("server.auth_failure_window", s.auth_failure_window),
             ("auth.refresh_interval", self.auth.refresh_interval),
             ("consumer.poll_timeout", self.consumer.poll_timeout),
@@ -268,6 +279,12 @@ impl Config {
             }
         }
         at_least_one("consumer.batch", self.consumer.batch)?;
+        if s.delivery_timeout < s.produce_timeout {
+            bail!(
+                "invalid value for server.delivery_timeout: it must be at least server.produce_timeout ({:?})",
+                s.produce_timeout
+            );
+        }
         if s.sub_idle_timeout <= self.consumer.poll_timeout {
             bail!(
                 "invalid value for server.sub_idle_timeout: it must be longer than consumer.poll_timeout \
@@ -380,6 +397,7 @@ mod tests {
         assert_eq!(c.server.sub_idle_timeout, Duration::from_secs(40));
         assert_eq!(c.server.max_value_bytes, 1_000_000);
         assert_eq!(c.server.produce_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.delivery_timeout, Duration::from_secs(30));
         assert_eq!(c.auth.refresh_interval, Duration::from_secs(60));
         assert_eq!(c.clusters["cluster1"].partitioner, "fnv1a_random");
         assert_eq!(c.clusters["cluster1"].auto_offset_reset, "latest");

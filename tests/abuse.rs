@@ -45,7 +45,7 @@ fn a_flood_past_max_connections_gets_exactly_max_connections_served() {
     assert_eq!((timed_out, refused), (MAX, FLOOD - MAX));
     // Every slot came back: a well-behaved client is served again.
     gw.wait_for_metric("databus_connections", &[], |open| open == 0.0);
-    let mut c = gw.publisher(&seed_dsn("pub"));
+    let mut c = gw.client_with_a_slot(&["AUTH", &seed_dsn("pub")], "+OK\r\n");
     assert_eq!(c.call(&["PING"]), "+PONG\r\n");
 }
 

@@ -296,4 +296,14 @@ fn every_compression_codec_round_trips() {
         sent.sort();
         assert!(got == sent, "codec {codec}: records differ");
     }
+    // The property reaches librdkafka: a codec it does not know stops the
+    // start, naming the property.
+    let toml = GatewayConfig {
+        extra: "[clusters.cluster1.kafka]\n\"compression.type\" = \"brotli\"\n",
+        ..GatewayConfig::new(&db)
+    }
+    .toml();
+    let (status, output) = common::run_gateway_to_exit(&toml);
+    assert!(!status.success(), "{output}");
+    assert!(output.contains("compression.type"), "{output}");
 }

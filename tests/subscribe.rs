@@ -41,16 +41,19 @@ fn from_json(raw: &[u8]) -> Got {
 /// The group session (45 s) outlasts every wait of a test (WAIT, 30 s): a
 /// group the broker shows empty was left by its members, not expired.
 fn gateway(db: &TestDb, poll_timeout: &str) -> Gateway {
-    let consumer = format!(
-        "session_timeout = \"45s\"\npoll_timeout = \"{poll_timeout}\"\nbatch_window = \"100ms\""
-    );
     // Idle limit just above the long poll: it also bounds how long a rebalance
     // waits for a member that went away (max.poll.interval.ms).
     let poll = humantime::parse_duration(poll_timeout).unwrap();
-    let server = format!(
-        "sub_idle_timeout = \"{}ms\"",
-        (poll + Duration::from_secs(5)).as_millis()
+    let idle = format!("{}ms", (poll + Duration::from_secs(5)).as_millis());
+    gateway_idle(db, poll_timeout, &idle)
+}
+
+/// [`gateway`] with `sub_idle_timeout` = `idle`.
+fn gateway_idle(db: &TestDb, poll_timeout: &str, idle: &str) -> Gateway {
+    let consumer = format!(
+        "session_timeout = \"45s\"\npoll_timeout = \"{poll_timeout}\"\nbatch_window = \"100ms\""
     );
+    let server = format!("sub_idle_timeout = \"{idle}\"");
     GatewayConfig {
         server: &server,
         cluster: "auto_offset_reset = \"earliest\"",
@@ -313,9 +316,18 @@ fn two_subscribers_split_the_partitions_and_one_takes_over() {
         (0..4).collect(),
         "the broker's assignment covers the topic"
     );
+    let now = describe_group(&group).1;
+    let ids = |ms: &[common::GroupMember]| {
+        let mut v: Vec<(String, Vec<(String, i32)>)> = ms
+            .iter()
+            .map(|m| (m.id.clone(), m.partitions.clone()))
+            .collect();
+        v.sort();
+        v
+    };
     assert_eq!(
-        describe_group(&group).1.len(),
-        2,
+        ids(&now),
+        ids(&members),
         "no rebalance while the group was read"
     );
 
@@ -543,7 +555,11 @@ fn idle_subscribers_are_closed_and_leave_their_group() {
     // gateway() sets sub_idle_timeout to poll_timeout + 5 s.
     let gw = gateway(&db, "1s");
     let mut idle = gw.subscriber(&dsn(&topic, "sub"));
-    assert_eq!(idle.mget("json"), Vec::<Vec<u8>>::new());
+    // The member joins inside its MGETs; the broker must show it before it
+    // can be seen leaving.
+    wait_for_group(&group_of(&topic), 1, 1, || {
+        assert_eq!(idle.mget("json"), Vec::<Vec<u8>>::new())
+    });
     idle.expect_closed();
     wait_for_empty_group(&group_of(&topic));
 }
@@ -631,8 +647,10 @@ fn two_gateways_share_a_group_and_one_takes_over_when_the_other_stops() {
     let topic = create_topic(4);
     db.grant_topic(&topic, 3);
     let group = group_of(&topic);
-    let mut stopping = gateway(&db, "1s");
-    let staying_gw = gateway(&db, "1s");
+    // Idle limit far above the waits between the survivor's MGETs (commits
+    // reaching Kafka, the other gateway's SIGTERM).
+    let mut stopping = gateway_idle(&db, "1s", "60s");
+    let staying_gw = gateway_idle(&db, "1s", "60s");
     let sub = dsn(&topic, "sub");
     let mut subs = [stopping.subscriber(&sub), staying_gw.subscriber(&sub)];
     let poll_both = |subs: &mut [Client; 2]| {

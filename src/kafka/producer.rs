@@ -132,15 +132,12 @@ fn producer_config(cluster: &ClusterConfig, config: &Config) -> ClientConfig {
     c.set("partitioner", &cluster.partitioner)
         .set("acks", "all")
         .set("enable.idempotence", "true")
-        // librdkafka fails a record it could not deliver in this time, which is
-        // what turns an unreachable broker into `-ERR kafka: ...` for the client.
-        // Slightly under produce_timeout, so that its precise reason (unknown
-        // topic, broker down) reaches the client before the gateway's own bound.
+        // How long librdkafka keeps trying. The client's answer does not wait
+        // for it: the publisher answers `-ERR kafka: ...` at produce_timeout
+        // (config.rs says why this is longer).
         .set(
             "message.timeout.ms",
-            delivery_timeout(config.server.produce_timeout)
-                .as_millis()
-                .to_string(),
+            config.server.delivery_timeout.as_millis().to_string(),
         )
         .set(
             "message.max.bytes",
@@ -149,12 +146,6 @@ fn producer_config(cluster: &ClusterConfig, config: &Config) -> ClientConfig {
                 .to_string(),
         );
     client_config::with_operator_properties(c, cluster)
-}
-
-fn delivery_timeout(produce_timeout: Duration) -> Duration {
-    // librdkafka looks for timed-out records about once a second.
-    let margin = (produce_timeout / 4).min(Duration::from_secs(1));
-    (produce_timeout - margin).max(Duration::from_millis(1))
 }
 
 /// Enqueues one record. Retries while librdkafka's local queue is full, until
@@ -254,14 +245,16 @@ mod tests {
     }
 
     #[test]
-    fn librdkafka_gives_up_just_before_produce_timeout() {
-        assert_eq!(
-            delivery_timeout(Duration::from_secs(10)),
-            Duration::from_secs(9)
-        );
-        assert_eq!(
-            delivery_timeout(Duration::from_secs(1)),
-            Duration::from_millis(750)
-        );
+    fn librdkafka_keeps_trying_for_delivery_timeout() {
+        let config = Config::parse(
+            "[auth]\nmysql_url = \"mysql://root@127.0.0.1:3306/databus_db\"\n\
+             [server]\nproduce_timeout = \"2s\"\ndelivery_timeout = \"45s\"\n\
+             [clusters.c1]\nbrokers = \"127.0.0.1:9093\"\n",
+        )
+        .unwrap();
+        let c = producer_config(&config.clusters["c1"], &config);
+        assert_eq!(c.get("message.timeout.ms"), Some("45000"));
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("acks"), Some("all"));
     }
 }

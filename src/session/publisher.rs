@@ -95,8 +95,10 @@ impl Publisher {
                 let delivery = producer::send(&target.producer, &record, deadline).await?;
                 producer::acknowledged(delivery).await
             };
-            // librdkafka's message.timeout.ms fails the record in time on its own;
-            // this bound also covers time spent waiting for room in its queue.
+            // The client's bound. librdkafka keeps trying for delivery_timeout,
+            // longer, so that a leader failover does not make it resend
+            // records under a new producer epoch (config.rs): a record
+            // answered with this error may still be written.
             let timer = async {
                 glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
                 Err(ProduceError::TimedOut(timeout))

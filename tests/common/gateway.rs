@@ -188,6 +188,25 @@ impl Gateway {
         Client::connect(self.addr)
     }
 
+    /// A client that got a slot in `max_connections`, with `first` answered
+    /// `reply`. A slot is released when its connection's task ends, just after
+    /// the closed client saw its end of file: connections refused meanwhile
+    /// are retried (every 50 ms, for at most WAIT; a slot never released
+    /// fails the test).
+    pub fn client_with_a_slot(&self, first: &[&str], reply: &str) -> Client {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mut c = self.client();
+            let got = c.call(first);
+            if got == reply {
+                return c;
+            }
+            assert_eq!(got, "-ERR max number of clients reached\r\n");
+            assert!(Instant::now() < deadline, "no slot was released");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn subscriber(&self, dsn: &str) -> Client {
         self.publisher(dsn)
     }

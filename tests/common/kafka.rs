@@ -309,28 +309,35 @@ pub fn wait_for_empty_group(group: &str) {
 
 /// Decodes a classic consumer-protocol assignment (ConsumerProtocolAssignment:
 /// version i16, then topics [name i16-string, partitions [i32]], user data).
+/// Bytes that are not one fail the test with their hex.
 fn parse_assignment(bytes: &[u8]) -> Vec<(String, i32)> {
-    let mut at = 2; // version
-    let mut take = |n: usize| {
-        let slice = &bytes[at..at + n];
+    decode_assignment(bytes).unwrap_or_else(|| {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        panic!("not a consumer-protocol assignment: {hex}")
+    })
+}
+
+fn decode_assignment(bytes: &[u8]) -> Option<Vec<(String, i32)>> {
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let slice = bytes.get(at..at.checked_add(n)?)?;
         at += n;
-        slice
+        Some(slice)
     };
-    if bytes.len() < 6 {
-        return Vec::new();
+    let int32 = |b: &[u8]| i32::from_be_bytes(b.try_into().unwrap());
+    if bytes.is_empty() {
+        return Some(Vec::new()); // a member not assigned yet
     }
-    let topics = i32::from_be_bytes(take(4).try_into().unwrap());
+    take(2)?; // version
+    let topics = int32(take(4)?);
     let mut out = Vec::new();
     for _ in 0..topics.max(0) {
-        let len = i16::from_be_bytes(take(2).try_into().unwrap()) as usize;
-        let name = String::from_utf8_lossy(take(len)).into_owned();
-        let count = i32::from_be_bytes(take(4).try_into().unwrap());
+        let len = i16::from_be_bytes(take(2)?.try_into().unwrap());
+        let name = String::from_utf8_lossy(take(usize::try_from(len).ok()?)?).into_owned();
+        let count = int32(take(4)?);
         for _ in 0..count.max(0) {
-            out.push((
-                name.clone(),
-                i32::from_be_bytes(take(4).try_into().unwrap()),
-            ));
+            out.push((name.clone(), int32(take(4)?)));
         }
     }
-    out
+    Some(out)
 }
