@@ -23,8 +23,8 @@
 #                until every replica is in sync again)
 #   freeze       SIGSTOP the leader of the busiest partition for 15 s (longer
 #                than broker.session.timeout.ms, 9 s), then SIGCONT
-#   pause        SIGSTOP the single node for 8 s, then SIGCONT
-#   restart      stop the single node (SIGTERM), start it again 8 s later
+#   pause        SIGSTOP the single node for 12 s, then SIGCONT
+#   restart      stop the single node (SIGTERM), start it again 12 s later
 # Each runs under load from 4 publisher connections (up to 20 SETs in flight
 # each, at most 200 SETs/s each) and checks, with every wait bounded:
 #   - every SET is answered, +OK or `-ERR kafka: ...` only, within
@@ -182,8 +182,9 @@ mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$MYSQL_PORT" -uroot databus_
     INSERT INTO auth (app_id, group_name, operation, topic) VALUES ${grants%,};" \
     || die "could not grant the chaos topics"
 
-GATEWAY_PORT="$(free_port)"
-METRICS_PORT="$(free_port)"
+mapfile -t ports < <(free_ports 2)
+GATEWAY_PORT="${ports[0]}"
+METRICS_PORT="${ports[1]}"
 cat >"$WORK/chaos.env" <<ENV
 KAFKA_HOME=$KAFKA_HOME
 KAFKA_TOOLS_LOG4J=$(kafka_tools_log4j)

@@ -14,7 +14,7 @@ CONFIG_OUT="$LOCAL_DIR/databus.toml"
 
 [[ -f "$CONFIG_IN" ]] || die "missing $CONFIG_IN"
 
-"$REPO_ROOT/scripts/setup.sh"
+"$REPO_ROOT/scripts/setup.sh" --run
 
 # Build before starting the services so they do not sit idle meanwhile.
 log "cargo build --release"

@@ -6,6 +6,10 @@
 # Node.js clients of the client-matrix tests (npm ci in tests/clients/node) and
 # Go with the modules of its Go programs (go mod download in tests/clients/go).
 # Safe to run again: a second run only checks.
+#
+#   scripts/setup.sh         # everything the tests need
+#   scripts/setup.sh --run   # only what scripts/run-local.sh needs (no client
+#                            # libraries: no Python, Node.js or Go packages)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,6 +24,15 @@ ensure_apt_packages "${APT_PACKAGES[@]}"
 
 ensure_java_maven
 ensure_kafka
+
+case "${1:-}" in
+--run)
+    log "setup complete (what run-local.sh needs)"
+    exit 0
+    ;;
+"") ;;
+*) die "usage: $0 [--run]" ;;
+esac
 
 ensure_python_module redis 'redis>=5,<9'
 

@@ -86,6 +86,8 @@ ensure_java_maven() {
 # ensure_kafka: Apache Kafka $KAFKA_VERSION's jars (broker, tools and what
 # they need at run time) in $KAFKA_HOME/libs, fetched from Maven Central by
 # the coordinates in scripts/kafka/pom.xml. Reused when present.
+MAVEN_DEPENDENCY_PLUGIN="3.8.1"
+
 ensure_kafka() {
     local pom="$REPO_ROOT/scripts/kafka/pom.xml" tmp
     grep -q "<kafka.version>$KAFKA_VERSION</kafka.version>" "$pom" \
@@ -97,11 +99,14 @@ ensure_kafka() {
     ensure_java_maven
     log "fetching Apache Kafka $KAFKA_VERSION from Maven Central into $KAFKA_HOME (about 55 MB)"
     mkdir -p "$KAFKA_HOME"
-    tmp="$KAFKA_HOME/libs.partial"
-    rm -rf "$tmp"
-    mvn -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$tmp" >"$KAFKA_HOME/mvn.log" 2>&1 \
-        || { tail -n 40 "$KAFKA_HOME/mvn.log" >&2; die "fetching Kafka $KAFKA_VERSION with Maven failed (log: $KAFKA_HOME/mvn.log)"; }
+    # A directory of this run's own: a concurrent setup cannot remove it.
+    tmp="$(mktemp -d "$KAFKA_HOME/libs.partial.XXXXXX")"
+    # The plugin's version is pinned: the newest one could need a newer Maven
+    # than Debian's.
+    mvn -B -Dstyle.color=never -f "$pom" \
+        "org.apache.maven.plugins:maven-dependency-plugin:$MAVEN_DEPENDENCY_PLUGIN:copy-dependencies" \
+        -DincludeScope=runtime -DoutputDirectory="$tmp" >"$tmp.log" 2>&1 \
+        || { tail -n 40 "$tmp.log" >&2; die "fetching Kafka $KAFKA_VERSION with Maven failed (log: $tmp.log)"; }
     [[ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] || die "Maven did not deliver kafka_2.13-$KAFKA_VERSION.jar"
     rm -rf "$KAFKA_HOME/libs"
     mv "$tmp" "$KAFKA_HOME/libs"

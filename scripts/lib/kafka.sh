@@ -52,8 +52,9 @@ kafka_voters() {
 
 # write_kafka_node DIR NODE_ID PORT CONTROLLER_PORT VOTERS NODES: DIR's
 # server.properties and log4j2.yaml. NODES is the cluster's node count: the
-# internal topics are replicated to all of them (at most 3), with
-# min.insync.replicas 2 once there are 3.
+# internal topics are replicated to all of them (at most 3), and with 3 nodes
+# min.insync.replicas is 2 for every topic that does not set its own
+# (__consumer_offsets included).
 write_kafka_node() {
     local dir="$1" id="$2" port="$3" cport="$4" voters="$5" nodes="$6" rf min_isr
     rf=$((nodes < 3 ? nodes : 3))
@@ -75,6 +76,7 @@ log.dirs=$dir/data
 auto.create.topics.enable=false
 num.partitions=1
 default.replication.factor=$rf
+min.insync.replicas=$min_isr
 offsets.topic.replication.factor=$rf
 offsets.topic.num.partitions=12
 transaction.state.log.replication.factor=$rf
@@ -117,19 +119,24 @@ format_kafka_node() {
         || { cat "$dir/format.log" >&2; die "formatting Kafka storage in $dir/data failed"; }
 }
 
-# kafka_started_count DIR: how many times the node of DIR logged its start.
-kafka_started_count() {
-    grep -c 'Kafka Server started' "$1/server.log" 2>/dev/null || true
+# kafka_started_since DIR STAMP: true if the node of DIR logged that it
+# started at or after STAMP ("YYYY-MM-DD HH:MM:SS", local time, as log4j
+# writes it), in server.log or a file rolled over from it.
+kafka_started_since() {
+    local dir="$1" stamp="$2"
+    cat "$dir"/server.log* 2>/dev/null | awk -v stamp="[$stamp" '
+        /Kafka Server started/ && substr($0, 1, 20) >= stamp { found = 1 }
+        END { exit !found }'
 }
 
 # launch_kafka_node DIR: start the node configured (and formatted) in DIR in
 # the background, with the JVM flags kafka-run-class.sh gives a broker; sets
-# KAFKA_PID, writes DIR/kafka.pid and DIR/started.before (for
+# KAFKA_PID, writes DIR/kafka.pid and DIR/launched (the time, for
 # wait_kafka_nodes). JVM output that is not a log line (a crash) goes to
 # DIR/kafka.out.
 launch_kafka_node() {
     local dir="$1"
-    kafka_started_count "$dir" >"$dir/started.before"
+    date '+%Y-%m-%d %H:%M:%S' >"$dir/launched"
     # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS is a list of flags
     java $KAFKA_HEAP_OPTS -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
         -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
@@ -154,7 +161,7 @@ wait_kafka_nodes() {
                 tail -n 30 "$dir/kafka.out" "$dir/server.log" >&2 2>/dev/null
                 die "Kafka node in $dir exited during start-up (logs: $dir/server.log, $dir/kafka.out)"
             }
-            (($(kafka_started_count "$dir") > $(cat "$dir/started.before"))) || pending=$((pending + 1))
+            kafka_started_since "$dir" "$(cat "$dir/launched")" || pending=$((pending + 1))
         done
         ((pending == 0)) && return 0
         sleep 0.2
