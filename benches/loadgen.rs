@@ -1154,7 +1154,7 @@ fn raise_nofile_limit(want: u64) -> Result<()> {
 // ---------------------------------------------------------------- mock broker
 
 /// mock-broker: a librdkafka mock cluster (one broker) holding the topics, for
-/// runs where the gateway's own cost must not hide behind tansu's.
+/// runs where the gateway's own cost must not hide behind a real broker's.
 async fn mock_broker(args: &Args) -> Result<String> {
     let cluster = rdkafka::mocking::MockCluster::new(1)?;
     for topic in args.topic.split(',').filter(|t| !t.is_empty()) {

@@ -88,6 +88,36 @@ fn consume(c: &mut Client, n: usize) -> Vec<Got> {
     got
 }
 
+/// One MGET on each of two connections at once, each answered empty (the
+/// members' polls, inside which a classic-protocol rebalance completes).
+fn poll_both_empty(subs: &mut [Client; 2]) {
+    std::thread::scope(|s| {
+        for c in subs.iter_mut() {
+            s.spawn(move || assert!(c.mget("json").is_empty()));
+        }
+    })
+}
+
+/// MGETs on both connections at once until `n` messages arrived in all
+/// (bounded by WAIT); what each connection got.
+fn read_shares(subs: &mut [Client; 2], n: usize) -> [Vec<Got>; 2] {
+    let mut shares: [Vec<Got>; 2] = [Vec::new(), Vec::new()];
+    let deadline = Instant::now() + WAIT;
+    while shares.iter().map(Vec::len).sum::<usize>() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {:?} delivered",
+            shares.each_ref().map(Vec::len)
+        );
+        std::thread::scope(|s| {
+            for (c, share) in subs.iter_mut().zip(shares.iter_mut()) {
+                s.spawn(move || share.extend(c.mget("json").iter().map(|m| from_json(m))));
+            }
+        });
+    }
+    shares
+}
+
 /// Between two looks at the broker's group state while the gateway polls for
 /// the member: a tenth of a second.
 fn pause() {
@@ -275,30 +305,10 @@ fn two_subscribers_split_the_partitions_and_one_takes_over() {
     let mut subs = [gw.subscriber(&sub), gw.subscriber(&sub)];
     // Both members keep polling (a rebalance completes inside polls) until the
     // broker describes the group as stable, each member owning partitions.
-    let poll_both = |subs: &mut [Client; 2]| {
-        std::thread::scope(|s| {
-            for c in subs.iter_mut() {
-                s.spawn(move || assert!(c.mget("json").is_empty()));
-            }
-        })
-    };
-    let members = wait_for_group(&group, 2, 4, || poll_both(&mut subs));
+    let members = wait_for_group(&group, 2, 4, || poll_both_empty(&mut subs));
 
     publish(&gw, &topic, 0, 40);
-    let mut shares: [Vec<Got>; 2] = [Vec::new(), Vec::new()];
-    let deadline = Instant::now() + WAIT;
-    while shares.iter().map(Vec::len).sum::<usize>() < 40 {
-        assert!(
-            Instant::now() < deadline,
-            "only {:?} delivered",
-            shares.each_ref().map(Vec::len)
-        );
-        std::thread::scope(|s| {
-            for (c, share) in subs.iter_mut().zip(shares.iter_mut()) {
-                s.spawn(move || share.extend(c.mget("json").iter().map(|m| from_json(m))));
-            }
-        });
-    }
+    let shares = read_shares(&mut subs, 40);
     // A stable group: each record once, each partition read by its owner only.
     assert_exactly_once_in_partition_order(&shares.concat(), 0..40);
     let partitions = |share: &[Got]| share.iter().map(|g| g.partition).collect::<HashSet<_>>();
@@ -653,31 +663,11 @@ fn two_gateways_share_a_group_and_one_takes_over_when_the_other_stops() {
     let staying_gw = gateway_idle(&db, "1s", "60s");
     let sub = dsn(&topic, "sub");
     let mut subs = [stopping.subscriber(&sub), staying_gw.subscriber(&sub)];
-    let poll_both = |subs: &mut [Client; 2]| {
-        std::thread::scope(|s| {
-            for c in subs.iter_mut() {
-                s.spawn(move || assert!(c.mget("json").is_empty()));
-            }
-        })
-    };
-    wait_for_group(&group, 2, 4, || poll_both(&mut subs));
+    wait_for_group(&group, 2, 4, || poll_both_empty(&mut subs));
 
     publish(&stopping, &topic, 0, 20);
     publish(&staying_gw, &topic, 20, 20);
-    let mut shares: [Vec<Got>; 2] = [Vec::new(), Vec::new()];
-    let deadline = Instant::now() + WAIT;
-    while shares.iter().map(Vec::len).sum::<usize>() < 40 {
-        assert!(
-            Instant::now() < deadline,
-            "only {:?} delivered",
-            shares.each_ref().map(Vec::len)
-        );
-        std::thread::scope(|s| {
-            for (c, share) in subs.iter_mut().zip(shares.iter_mut()) {
-                s.spawn(move || share.extend(c.mget("json").iter().map(|m| from_json(m))));
-            }
-        });
-    }
+    let shares = read_shares(&mut subs, 40);
     assert_exactly_once_in_partition_order(&shares.concat(), 0..40);
     let partitions = |share: &[Got]| share.iter().map(|g| g.partition).collect::<HashSet<_>>();
     assert!(
