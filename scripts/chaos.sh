@@ -255,12 +255,12 @@ done
 set -e
 
 echo
-echo "| scenario | SETs acknowledged | SETs answered with an error | longest reply (s) | lost | duplicates | errors written anyway | first +OK after (s) |"
+echo "| scenario | SETs acknowledged | SETs answered with an error | longest reply (s) | lost | duplicates | errors written anyway | SETs failing for (s) |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 sed -n 's/^REPORT //p' "$WORK/results.txt" | while read -r name figures; do
     declare -A f=()
     for kv in $figures; do f[${kv%%=*}]="${kv#*=}"; done
-    echo "| $name | ${f[acked]} | ${f[errors]} | ${f[longest_reply_s]} | ${f[lost]} | ${f[duplicates]} | ${f[errors_written_anyway]} | ${f[recovery_s]} |"
+    echo "| $name | ${f[acked]} | ${f[errors]} | ${f[longest_reply_s]} | ${f[lost]} | ${f[duplicates]} | ${f[errors_written_anyway]} | ${f[failing_s]} |"
 done
 pass=$(grep -c '^PASS' "$WORK/results.txt" || true)
 fail=$(grep -c '^FAIL' "$WORK/results.txt" || true)
