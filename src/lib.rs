@@ -40,3 +40,37 @@ pub mod server;
 pub mod session;
 pub mod shared;
 pub mod startup;
+
+#[cfg(test)]
+mod tests {
+    /// The lines of the first ```text block of `doc` whose first line starts
+    /// with `main.rs`, each with `prefix` removed.
+    fn module_map(doc: &str, prefix: &str) -> Vec<String> {
+        let lines: Vec<&str> = doc
+            .lines()
+            .map(|l| l.strip_prefix(prefix).unwrap_or(l))
+            .collect();
+        let start = lines
+            .windows(2)
+            .position(|w| w[0].trim_end() == "```text" && w[1].starts_with("main.rs"))
+            .expect("a ```text block starting with main.rs")
+            + 1;
+        lines[start..]
+            .iter()
+            .take_while(|l| !l.starts_with("```"))
+            .map(|l| l.trim_end().to_owned())
+            .collect()
+    }
+
+    /// One module map: the README shows this file's, word for word.
+    #[test]
+    fn the_readme_shows_this_module_map() {
+        let here = module_map(include_str!("lib.rs"), "//! ");
+        assert!(here.len() > 10, "{here:?}");
+        assert_eq!(module_map(include_str!("../README.md"), ""), here);
+        assert_eq!(
+            module_map(include_str!("../docs/architecture.md"), ""),
+            here
+        );
+    }
+}
