@@ -82,20 +82,21 @@ def freeze(env, kafka, topic):
     return hold_busiest_leader(env, kafka, topic, "freeze", "node-freeze", "node-thaw", FROZEN_FOR)
 
 
-def single_pause(env, kafka, topic):
-    env.fault("node-freeze", "single", 1)
+def hold_single(env, down, up):
+    """`down` the single node, wait SINGLE_DOWN_FOR seconds, `up` it again."""
+    env.fault(down, "single", 1)
     t_down = time.monotonic()
     time.sleep(SINGLE_DOWN_FOR)
-    env.fault("node-thaw", "single", 1)
+    env.fault(up, "single", 1)
     return t_down, time.monotonic()
+
+
+def single_pause(env, kafka, topic):
+    return hold_single(env, "node-freeze", "node-thaw")
 
 
 def single_restart(env, kafka, topic):
-    env.fault("node-stop", "single", 1)
-    t_down = time.monotonic()
-    time.sleep(SINGLE_DOWN_FOR)
-    env.fault("node-start", "single", 1)
-    return t_down, time.monotonic()
+    return hold_single(env, "node-stop", "node-start")
 
 
 # name: (cluster, fault, whether the fault makes every partition unavailable)
