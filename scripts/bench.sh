@@ -5,7 +5,7 @@
 #   scripts/bench.sh [--quick | --smoke] [--broker kafka|mock|both]
 #
 # Starts a private MariaDB, the broker(s), release builds of databus and of
-# benches/loadgen.rs, and a local redis-server, then runs side by side:
+# benches/loadgen/, and a local redis-server, then runs side by side:
 #
 #   produce : SET through the gateway      vs an rdkafka producer with the
 #             gateway's settings (C connections/tasks, P in flight each,
