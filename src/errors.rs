@@ -18,12 +18,15 @@ pub const CLUSTER_CHANGED: &str = "ERR cluster changed, reconnect";
 pub const MAX_CLIENTS: &str = "ERR max number of clients reached";
 pub const VALUE_TOO_LARGE: &str = "ERR value exceeds max_value_bytes";
 pub const NOPROTO: &str = "NOPROTO unsupported protocol version";
+pub const PROTOCOL_VERSION: &str = "ERR Protocol version is not an integer or out of range";
 pub const SELECT_NONZERO: &str = "ERR DB index is out of range";
 pub const SYNTAX: &str = "ERR syntax error";
 pub const INVALID_METADATA: &str =
     "ERR invalid metadata: expected a JSON object of strings or a protobuf Header";
 pub const SHUTTING_DOWN: &str = "ERR server is shutting down";
 pub const COMMIT_PARAMS: &str = "ERR commit offset params error";
+/// A reply the gateway failed to compute; a bug, never the client's doing.
+pub const INTERNAL: &str = "ERR internal error";
 
 pub fn may_not_publish(group: &str) -> String {
     format!("NOPERM group {group} may not publish")
@@ -65,6 +68,15 @@ pub fn protocol(what: &dyn std::fmt::Display) -> String {
 
 pub fn kafka(reason: &dyn std::fmt::Display) -> String {
     format!("ERR kafka: {reason}")
+}
+
+/// A produce the broker did not acknowledge within `produce_timeout`.
+pub fn produce_timed_out(timeout: std::time::Duration) -> String {
+    kafka(&format_args!("not acknowledged within {timeout:?}"))
+}
+
+pub fn hello_option(option: &[u8]) -> String {
+    format!("ERR Syntax error in HELLO option '{}'", printable(option))
 }
 
 pub fn unknown_subcommand(command: &str, sub: &[u8]) -> String {

@@ -9,20 +9,26 @@
 //! startup.rs          start and stop order: config, limits, control thread, shards
 //! config.rs           TOML → typed config with defaults and validation
 //! errors.rs           every reply text a client can see
+//! command.rs          the command table: names, arity, who may send, metrics labels
+//! message.rs          the messages carried: a produced record, metadata header, MGET encodings
 //! resp/               parser.rs (limits), inline.rs (telnet-style lines), reply.rs (encoding)
 //! auth/               dsn.rs (AUTH grammar), snapshot.rs (grants), mysql.rs (loader),
 //!                     limiter.rs (failed-AUTH bound per address)
-//! server/             shard.rs (executor, listener), connection.rs (read/dispatch/write),
-//!                     outbox.rs (ordered replies, credits), tls.rs (rustls listener)
-//! session/            what a connection may do: mod.rs (dispatch, AUTH), publisher.rs,
-//!                     subscriber.rs, reply.rs, info.rs (INFO)
+//! clients.rs          connection slots, client ids, CLIENT LIST
+//! server/             mod.rs (starts the shards), shard.rs (executor, listener),
+//!                     connection.rs (read/dispatch/write), outbox.rs (ordered replies,
+//!                     credits), tls.rs (rustls listener)
+//! session/            what a connection may do: mod.rs (dispatch, handles), backend.rs
+//!                     (the traits it is given), auth.rs (AUTH, re-checks), chatter.rs
+//!                     (HELLO, CLIENT, PING...), publisher.rs, subscriber.rs, reply.rs
 //! kafka/              producer.rs (produce path), consumer.rs (group members),
-//!                     message.rs (wire types), client_config.rs (shared librdkafka
-//!                     settings), context.rs (librdkafka logs and errors)
-//! metrics/            per-shard counters; exposition.rs (Prometheus), http.rs (/metrics,
-//!                     /healthz, /readyz on the control thread)
+//!                     client_config.rs (shared librdkafka settings), context.rs
+//!                     (librdkafka logs and errors)
+//! wiring.rs           Kafka behind the session's traits, one backend per shard
+//! metrics/            per-shard counters; sources.rs (what is read), exposition.rs
+//!                     (Prometheus), info.rs (INFO), http.rs (/metrics, /healthz,
+//!                     /readyz on the control thread)
 //! control.rs          the control thread: MySQL refresh, signals
-//! shared.rs           what all shards share: config, snapshot, producers, counters
 //! ```
 //!
 //! Threads: one glommio executor per core (shards) accepts on the same port with
@@ -30,16 +36,19 @@
 //! one control thread runs tokio for mysql_async and signal handling.
 
 pub mod auth;
+pub mod clients;
+pub mod command;
 pub mod config;
 pub mod control;
 pub mod errors;
 pub mod kafka;
+pub mod message;
 pub mod metrics;
 pub mod resp;
 pub mod server;
 pub mod session;
-pub mod shared;
 pub mod startup;
+pub mod wiring;
 
 #[cfg(test)]
 mod tests {

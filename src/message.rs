@@ -1,12 +1,36 @@
-//! Wire types shared with clients (protocol.md §4, §5; `proto/databus.proto`):
-//! the protobuf `Header` carried in a record's `metadata` header, and the two
-//! encodings of a consumed message returned by `MGET`, protobuf `MessagePB` and
-//! JSON.
+//! The messages the gateway carries, as both sides see them (protocol.md §4,
+//! §5; `proto/databus.proto`): the record a `SET` or `HSET` asks to produce, the
+//! protobuf `Header` carried in a record's `metadata` header, the two encodings
+//! of a consumed message returned by `MGET` (protobuf `MessagePB` and JSON), and
+//! what a fetch answers. The session and the Kafka side both speak these; this
+//! module knows neither sockets nor Kafka clients.
 
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use prost::Message;
+
+/// What a SET or HSET asks to produce. Borrowed: the producer copies key,
+/// value and headers into its own batch, the only copy on the produce path.
+pub struct Record<'a> {
+    pub topic: &'a str,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    /// The AUTH color, carried in the `color` header (empty when none).
+    pub color: &'a str,
+    /// The `metadata` header: a protobuf `Header` (see [`metadata_header`]).
+    pub metadata: Option<&'a [u8]>,
+}
+
+/// The answer to an MGET's fetch.
+pub enum Fetched {
+    /// The batch, each message already encoded as the client asked.
+    Messages(Vec<Bytes>),
+    /// A completed rebalance left the member without partitions.
+    TooManyConsumers,
+    /// The member is gone (the gateway is stopping).
+    Gone,
+}
 
 /// `message Header { map<string, string> metadata = 1; }` (package infra.databus).
 #[derive(Clone, PartialEq, prost::Message)]

@@ -1,17 +1,19 @@
 //! Process start-up checks and the run-until-signalled sequence.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use crate::auth::limiter::FailedAuthLimiter;
+use crate::clients::Clients;
 use crate::config::Config;
 use crate::control::Control;
 use crate::kafka::consumer::ConsumerService;
 use crate::kafka::producer::Producers;
-use crate::metrics;
-use crate::server::Server;
-use crate::shared::Shared;
+use crate::metrics::{self, Metrics, Sources};
+use crate::server::{self, Server};
+use crate::wiring::KafkaBackend;
 
 /// glommio refuses to start an executor below this RLIMIT_MEMLOCK.
 const MIN_MEMLOCK: u64 = 512 * 1024;
@@ -19,18 +21,42 @@ const MIN_MEMLOCK: u64 = 512 * 1024;
 /// Runs the gateway until SIGTERM/SIGINT, then drains and returns.
 pub fn run(config: Config) -> Result<()> {
     ensure_memlock()?;
-    let producers = Producers::create(&config)?;
+    let config = Arc::new(config);
+    let producers = Arc::new(Producers::create(&config)?);
     let control = Control::start(config.auth.clone())?;
-    let consumers = ConsumerService::new(&config, control.runtime.clone());
-    let shared = Arc::new(Shared::new(
-        config,
-        Arc::clone(&control.auth),
-        producers,
-        consumers,
-        control.shutdown.clone(),
-    ));
-    start_metrics_endpoint(&shared, &control.runtime)?;
-    let server = Server::start(Arc::clone(&shared))?;
+    let consumers = Arc::new(ConsumerService::new(&config, control.runtime.clone()));
+    let server_config = &config.server;
+    let sources = Arc::new(Sources {
+        config: Arc::clone(&config),
+        metrics: Arc::new(Metrics::new(config.shard_count())),
+        auth: Arc::clone(&control.auth),
+        producers: Arc::clone(&producers),
+        consumers: Arc::clone(&consumers),
+        clients: Arc::new(Clients::new(server_config.max_connections)),
+        listening: Arc::new(OnceLock::new()),
+        shutdown: control.shutdown.clone(),
+    });
+    start_metrics_endpoint(&sources, &control.runtime)?;
+    let parts = server::Parts {
+        server: server_config.clone(),
+        shards: config.shard_count(),
+        auth: Arc::clone(&control.auth),
+        auth_failures: Arc::new(FailedAuthLimiter::new(
+            server_config.max_auth_failures,
+            server_config.auth_failure_window,
+        )),
+        clients: Arc::clone(&sources.clients),
+        metrics: Arc::clone(&sources.metrics),
+        shutdown: control.shutdown.clone(),
+        listening: Arc::clone(&sources.listening),
+    };
+    let backend_sources = Arc::clone(&sources);
+    let server = Server::start(parts, move |shard| KafkaBackend {
+        producers: Arc::clone(&backend_sources.producers),
+        consumers: Arc::clone(&backend_sources.consumers),
+        sources: Arc::clone(&backend_sources),
+        shard,
+    })?;
     if let Some(tls) = server.tls_addr {
         tracing::info!(addr = %tls, "TLS listener on {tls}");
     }
@@ -38,20 +64,18 @@ pub fn run(config: Config) -> Result<()> {
 
     server.join();
     let started = Instant::now();
-    let limit = shared.config.server.shutdown_timeout;
+    let limit = config.server.shutdown_timeout;
     // Closed connections already dropped their members; wait for them to commit
     // and leave their groups while the control thread still runs them.
-    if !shared.consumers.wait_until_all_left(limit) {
+    if !consumers.wait_until_all_left(limit) {
         tracing::warn!(
-            live = shared.consumers.live_members(),
+            live = consumers.live_members(),
             "consumer members still open at the shutdown limit"
         );
     }
-    shared
-        .producers
-        .flush_all(limit.saturating_sub(started.elapsed()));
+    producers.flush_all(limit.saturating_sub(started.elapsed()));
     tracing::info!(
-        in_flight = shared.producers.in_flight(),
+        in_flight = producers.in_flight(),
         flush = ?started.elapsed(),
         "databus stopped"
     );
@@ -60,8 +84,8 @@ pub fn run(config: Config) -> Result<()> {
 }
 
 /// Serves `metrics.addr` from the control thread; nothing when it is empty.
-fn start_metrics_endpoint(shared: &Arc<Shared>, runtime: &tokio::runtime::Handle) -> Result<()> {
-    let addr = &shared.config.metrics.addr;
+fn start_metrics_endpoint(sources: &Arc<Sources>, runtime: &tokio::runtime::Handle) -> Result<()> {
+    let addr = &sources.config.metrics.addr;
     if addr.is_empty() {
         return Ok(());
     }
@@ -73,7 +97,7 @@ fn start_metrics_endpoint(shared: &Arc<Shared>, runtime: &tokio::runtime::Handle
         let _runtime = runtime.enter();
         tokio::net::TcpListener::from_std(listener)?
     };
-    runtime.spawn(metrics::http::serve(listener, Arc::clone(shared)));
+    runtime.spawn(metrics::http::serve(listener, Arc::clone(sources)));
     tracing::info!(addr = %local, "metrics endpoint on http://{local}/metrics");
     Ok(())
 }

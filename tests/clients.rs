@@ -19,7 +19,7 @@ use common::{
     create_topic, dsn, encode, group_of, read_topic, wait_for_commit, Gateway, GatewayConfig,
     TestDb, WAIT,
 };
-use databus::kafka::message::MessagePb;
+use databus::message::MessagePb;
 use prost::Message;
 use serde_json::{json, Value};
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::{create_topic, dsn, encode, read_topic, Gateway, GatewayConfig, TestDb};
-use databus::kafka::message::Header;
+use databus::message::Header;
 use prost::Message;
 
 #[test]

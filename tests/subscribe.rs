@@ -12,7 +12,7 @@ use common::{
     committed_offset, create_topic, describe_group, dsn, group_of, wait_for_commit_of,
     wait_for_empty_group, wait_for_group, Client, Gateway, GatewayConfig, TestDb, WAIT,
 };
-use databus::kafka::message::MessagePb;
+use databus::message::MessagePb;
 use prost::Message;
 use serde_json::Value;
 

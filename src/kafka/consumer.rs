@@ -33,8 +33,8 @@ use tokio::time::Instant;
 
 use super::client_config;
 use super::context::KafkaContext;
-use super::message::{Consumed, Encoding};
 use crate::config::Config;
+use crate::message::{Consumed, Encoding, Fetched};
 
 /// How often a member sends the client's commits to Kafka.
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
@@ -87,13 +87,13 @@ enum Command {
     },
 }
 
-/// The answer to a fetch.
-pub enum Fetched {
-    Messages(Vec<Bytes>),
-    /// A completed rebalance left this member without partitions.
-    TooManyConsumers,
-    /// The member's task has ended (the gateway is stopping).
-    Gone,
+/// Why a member could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("no such cluster in the configuration")]
+    UnknownCluster,
+    #[error("{0}")]
+    Kafka(#[from] KafkaError),
 }
 
 impl ConsumerService {
@@ -143,12 +143,11 @@ impl ConsumerService {
         group: &str,
         topic: &str,
         color: &str,
-    ) -> KafkaResult<Member> {
-        let Some(base) = self.clusters.get(cluster) else {
-            return Err(KafkaError::ClientCreation(format!(
-                "cluster {cluster} is not configured"
-            )));
-        };
+    ) -> Result<Member, JoinError> {
+        let base = self
+            .clusters
+            .get(cluster)
+            .ok_or(JoinError::UnknownCluster)?;
         let mut config = base.clone();
         config.set("group.id", group);
         let context = MemberContext {

@@ -5,7 +5,8 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 
-/// The librdkafka client context of every producer (and, later, consumer).
+/// The librdkafka client context of every producer; a consumer member's
+/// context (`consumer::MemberContext`) wraps one.
 pub struct KafkaContext {
     pub cluster: String,
 }

@@ -3,5 +3,4 @@
 pub mod client_config;
 pub mod consumer;
 pub mod context;
-pub mod message;
 pub mod producer;

@@ -18,6 +18,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use super::client_config;
 use super::context::KafkaContext;
 use crate::config::{ClusterConfig, Config, ProducerLayout};
+use crate::message::Record;
 
 /// Room for the key, headers and framing on top of the largest value.
 const RECORD_OVERHEAD: usize = 64 * 1024;
@@ -35,20 +36,8 @@ pub struct Producers {
 pub enum ProduceError {
     #[error("{0}")]
     Kafka(KafkaError),
-    #[error("not acknowledged within {0:?}")]
-    TimedOut(Duration),
     #[error("producer is gone")]
     Canceled,
-}
-
-/// What a SET or HSET asks to produce. Borrowed: librdkafka copies key, value and
-/// headers into its own batch, the only copy on the produce path.
-pub struct Record<'a> {
-    pub topic: &'a str,
-    pub key: &'a [u8],
-    pub value: &'a [u8],
-    pub color: &'a str,
-    pub metadata: Option<&'a [u8]>,
 }
 
 impl Producers {
@@ -76,14 +65,10 @@ impl Producers {
         Ok(Producers { by_cluster })
     }
 
-    /// The producer for `cluster` that the calling shard uses.
-    pub fn get(&self, cluster: &str) -> Option<&ClusterProducer> {
+    /// The producer for `cluster` that shard `shard` (0-based) uses.
+    pub fn get(&self, cluster: &str, shard: usize) -> Option<&ClusterProducer> {
         let producers = self.by_cluster.get(cluster)?;
-        match producers.len() {
-            1 => producers.first(),
-            // Executor ids are small and consecutive: one producer each.
-            n => producers.get(glommio::executor().id() % n),
-        }
+        producers.get(shard % producers.len().max(1))
     }
 
     /// Waits up to `timeout` for everything queued to be delivered.
@@ -223,7 +208,7 @@ mod tests {
         )
         .unwrap();
         let producers = Producers::create(&config).unwrap();
-        assert!(producers.get("secure").is_some());
+        assert!(producers.get("secure", 0).is_some());
     }
 
     #[test]

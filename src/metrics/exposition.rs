@@ -12,16 +12,15 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::{AuthOutcome, CommandKind, ConnectionRole, PRODUCE_BUCKETS};
-use crate::shared::Shared;
+use super::{AuthOutcome, CommandKind, ConnectionRole, Sources, PRODUCE_BUCKETS};
 
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// A registry holding the gateway's collector.
-pub fn registry(shared: Arc<Shared>) -> Registry {
+pub fn registry(sources: Arc<Sources>) -> Registry {
     let mut registry = Registry::with_prefix("databus");
-    registry.register_collector(Box::new(GatewayCollector { shared }));
+    registry.register_collector(Box::new(GatewayCollector { sources }));
     registry
 }
 
@@ -34,7 +33,7 @@ pub fn render(registry: &Registry) -> String {
 }
 
 struct GatewayCollector {
-    shared: Arc<Shared>,
+    sources: Arc<Sources>,
 }
 
 impl fmt::Debug for GatewayCollector {
@@ -45,10 +44,10 @@ impl fmt::Debug for GatewayCollector {
 
 impl Collector for GatewayCollector {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
-        let shared = &self.shared;
-        let t = shared.metrics.totals();
-        let consumers = &shared.consumers.stats;
-        let refresh = shared.auth.refresh_stats();
+        let sources = &self.sources;
+        let t = sources.metrics.totals();
+        let consumers = &sources.consumers.stats;
+        let refresh = sources.auth.refresh_stats();
 
         let mut connections = e.encode_descriptor(
             "connections",
@@ -80,7 +79,7 @@ impl Collector for GatewayCollector {
             None,
             MetricType::Counter,
         )?;
-        for kind in CommandKind::ALL {
+        for kind in CommandKind::all() {
             for (failed, outcome) in [(false, "ok"), (true, "error")] {
                 commands
                     .encode_family(&[("command", kind.label()), ("outcome", outcome)])?
@@ -140,7 +139,7 @@ impl Collector for GatewayCollector {
             &mut e,
             "produce_in_flight",
             "Records handed to librdkafka and not yet acknowledged",
-            i64::from(shared.producers.in_flight()),
+            i64::from(sources.producers.in_flight()),
         )?;
 
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -178,7 +177,7 @@ impl Collector for GatewayCollector {
             &mut e,
             "consumer_members",
             "Consumer-group members (one per subscriber connection)",
-            shared.consumers.live_members() as i64,
+            sources.consumers.live_members() as i64,
         )?;
 
         let mut refreshes = e.encode_descriptor(
@@ -211,7 +210,7 @@ impl Collector for GatewayCollector {
             None,
             MetricType::Gauge,
         )?
-        .encode_gauge(&shared.metrics.uptime().as_secs_f64())?;
+        .encode_gauge(&sources.metrics.uptime().as_secs_f64())?;
         Ok(())
     }
 }

@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
 
 use super::exposition;
-use crate::shared::Shared;
+use super::Sources;
 
 /// How long `/readyz` waits for each cluster's metadata answer. Probes (a
 /// load balancer's, Kubernetes') time out after a few seconds themselves.
@@ -32,8 +32,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts and serves until the runtime stops.
-pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
-    let registry = Arc::new(exposition::registry(Arc::clone(&shared)));
+pub async fn serve(listener: tokio::net::TcpListener, sources: Arc<Sources>) {
+    let registry = Arc::new(exposition::registry(Arc::clone(&sources)));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -43,12 +43,12 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let shared = Arc::clone(&shared);
+        let sources = Arc::clone(&sources);
         let registry = Arc::clone(&registry);
         let service = service_fn(move |request| {
-            let shared = Arc::clone(&shared);
+            let sources = Arc::clone(&sources);
             let registry = Arc::clone(&registry);
-            async move { Ok::<_, Infallible>(route(request, shared, &registry).await) }
+            async move { Ok::<_, Infallible>(route(request, sources, &registry).await) }
         });
         tokio::spawn(async move {
             // A client that never finishes its request headers is dropped
@@ -67,7 +67,7 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
 
 async fn route(
     request: Request<Incoming>,
-    shared: Arc<Shared>,
+    sources: Arc<Sources>,
     registry: &Registry,
 ) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
@@ -83,7 +83,7 @@ async fn route(
             response
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" => readiness(shared).await,
+        "/readyz" => readiness(sources).await,
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: try /metrics, /healthz or /readyz\n",
@@ -91,11 +91,11 @@ async fn route(
     }
 }
 
-async fn readiness(shared: Arc<Shared>) -> Response<Full<Bytes>> {
-    let refresh = shared.auth.refresh_stats();
-    let stopping = *shared.shutdown.borrow();
+async fn readiness(sources: Arc<Sources>) -> Response<Full<Bytes>> {
+    let refresh = sources.auth.refresh_stats();
+    let stopping = *sources.shutdown.borrow();
     // A metadata request blocks in librdkafka: off the runtime's thread.
-    let probed = Arc::clone(&shared);
+    let probed = Arc::clone(&sources);
     let clusters = tokio::task::spawn_blocking(move || probed.producers.reachable(PROBE_TIMEOUT))
         .await
         .unwrap_or_default();

@@ -10,87 +10,16 @@
 
 pub mod exposition;
 pub mod http;
+pub mod info;
+mod sources;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::auth::{Denied, Role};
-
-/// The commands counted by name; anything else is `other`. The wire name of a
-/// subscriber's commit is `set`, like a publisher's produce: the role tells them
-/// apart in `databus_connections`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CommandKind {
-    Auth,
-    Hello,
-    Ping,
-    Echo,
-    Quit,
-    Client,
-    Select,
-    Command,
-    Info,
-    Set,
-    Hset,
-    Mget,
-    Other,
-}
-
-impl CommandKind {
-    pub const ALL: [CommandKind; 13] = [
-        CommandKind::Auth,
-        CommandKind::Hello,
-        CommandKind::Ping,
-        CommandKind::Echo,
-        CommandKind::Quit,
-        CommandKind::Client,
-        CommandKind::Select,
-        CommandKind::Command,
-        CommandKind::Info,
-        CommandKind::Set,
-        CommandKind::Hset,
-        CommandKind::Mget,
-        CommandKind::Other,
-    ];
-
-    /// The kind of an upper-cased command name.
-    pub fn of(upper_name: &[u8]) -> CommandKind {
-        match upper_name {
-            b"AUTH" => CommandKind::Auth,
-            b"HELLO" => CommandKind::Hello,
-            b"PING" => CommandKind::Ping,
-            b"ECHO" => CommandKind::Echo,
-            b"QUIT" => CommandKind::Quit,
-            b"CLIENT" => CommandKind::Client,
-            b"SELECT" => CommandKind::Select,
-            b"COMMAND" => CommandKind::Command,
-            b"INFO" => CommandKind::Info,
-            b"SET" => CommandKind::Set,
-            b"HSET" => CommandKind::Hset,
-            b"MGET" => CommandKind::Mget,
-            _ => CommandKind::Other,
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            CommandKind::Auth => "auth",
-            CommandKind::Hello => "hello",
-            CommandKind::Ping => "ping",
-            CommandKind::Echo => "echo",
-            CommandKind::Quit => "quit",
-            CommandKind::Client => "client",
-            CommandKind::Select => "select",
-            CommandKind::Command => "command",
-            CommandKind::Info => "info",
-            CommandKind::Set => "set",
-            CommandKind::Hset => "hset",
-            CommandKind::Mget => "mget",
-            CommandKind::Other => "other",
-        }
-    }
-}
+pub use crate::command::CommandKind;
+pub use sources::Sources;
 
 /// How an AUTH ended. Labels name the precise reason, which the client never
 /// sees (it gets one text for all wrong credentials); none holds a secret.
@@ -192,7 +121,7 @@ pub const PRODUCE_BUCKETS: [f64; 14] = [
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-const COMMANDS: usize = CommandKind::ALL.len();
+const COMMANDS: usize = CommandKind::COUNT;
 const AUTHS: usize = AuthOutcome::ALL.len();
 const ROLES: usize = ConnectionRole::ALL.len();
 
@@ -322,11 +251,9 @@ impl Metrics {
         }
     }
 
-    /// The block of the calling shard (executor ids are small and
-    /// consecutive; any mapping would be correct, this one spreads them).
-    pub fn for_this_shard(&self) -> Arc<ShardStats> {
-        let index = glommio::executor().id().saturating_sub(1) % self.shards.len();
-        Arc::clone(&self.shards[index])
+    /// The block of shard `shard` (0-based).
+    pub fn for_shard(&self, shard: usize) -> Arc<ShardStats> {
+        Arc::clone(&self.shards[shard % self.shards.len()])
     }
 
     pub fn uptime(&self) -> Duration {
@@ -409,12 +336,7 @@ mod tests {
     }
 
     #[test]
-    fn command_names_map_to_kinds() {
-        assert_eq!(CommandKind::of(b"MGET"), CommandKind::Mget);
-        assert_eq!(CommandKind::of(b"FLUSHALL"), CommandKind::Other);
-        for kind in CommandKind::ALL {
-            assert_eq!(CommandKind::ALL[kind as usize], kind);
-        }
+    fn outcomes_are_in_label_order() {
         for outcome in AuthOutcome::ALL {
             assert_eq!(AuthOutcome::ALL[outcome as usize], outcome);
         }

@@ -9,7 +9,7 @@
 //! gateway buffer.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -20,10 +20,10 @@ use crate::auth::Role;
 use crate::errors;
 use crate::metrics::ShardStats;
 use crate::resp::{Limits, Parser};
-use crate::session::{Reply, Session, Then};
-use crate::shared::Shared;
+use crate::session::{Backend, Reply, Session, Then};
 
 use super::outbox::{self, Inbox, Outbox, Outgoing};
+use super::shard::ShardContext;
 
 /// Smallest and largest read; reads start small so that idle connections stay
 /// cheap, and grow while the client keeps filling them.
@@ -39,19 +39,19 @@ pub trait ClientStream: AsyncRead + AsyncWrite + Unpin {}
 impl<S: AsyncRead + AsyncWrite + Unpin> ClientStream for S {}
 
 /// Serves one client until it leaves or the gateway ends the connection.
-pub async fn serve<S: ClientStream>(
+pub async fn serve<S: ClientStream, B: Backend>(
     stream: S,
     peer: SocketAddr,
-    shared: Arc<Shared>,
-    stats: Arc<ShardStats>,
+    shard: Rc<ShardContext<B>>,
 ) {
     let (reader, writer) = futures_lite::io::split(stream);
     // The connection ends when the reader returns: its outbox is dropped, and
     // the writer closes after the last queued reply.
-    let (outbox, inbox) = outbox::new(shared.config.server.max_pipeline);
-    let session = Session::new(Arc::clone(&shared), peer, Arc::clone(&stats));
-    let mut writing = std::pin::pin!(write_side(writer, inbox, &stats));
-    let reading = read_side(reader, session, outbox, &shared, &stats);
+    let (outbox, inbox) = outbox::new(shard.server.max_pipeline);
+    let session = Session::new(Rc::clone(&shard.sessions), peer, shard.index);
+    let stats = &shard.sessions.stats;
+    let mut writing = std::pin::pin!(write_side(writer, inbox, stats));
+    let reading = read_side(reader, session, outbox, &shard);
     // The writer ends first after a reply that closes the connection, or when
     // the client stopped taking replies; then reading stops too.
     let ended = future::or(
@@ -87,34 +87,33 @@ enum Event {
     Shutdown,
 }
 
-async fn read_side<S: ClientStream>(
+async fn read_side<S: ClientStream, B: Backend>(
     reader: ReadHalf<S>,
-    session: Session,
+    session: Session<B>,
     mut outbox: Outbox,
-    shared: &Shared,
-    stats: &ShardStats,
+    shard: &ShardContext<B>,
 ) -> ReadEnd {
-    let end = read_loop(reader, session, &mut outbox, shared, stats).await;
+    let end = read_loop(reader, session, &mut outbox, shard).await;
     // Replies encoded but not yet handed over go out before the connection ends.
     let _ = outbox.flush().await;
     end
 }
 
-async fn read_loop<S: ClientStream>(
+async fn read_loop<S: ClientStream, B: Backend>(
     mut reader: ReadHalf<S>,
-    mut session: Session,
+    mut session: Session<B>,
     outbox: &mut Outbox,
-    shared: &Shared,
-    stats: &ShardStats,
+    shard: &ShardContext<B>,
 ) -> ReadEnd {
-    let server = &shared.config.server;
+    let server = &shard.server;
+    let stats = &shard.sessions.stats;
     let mut parser = Parser::new(Limits {
         max_args: server.max_args,
         max_bulk_len: server.max_bulk_len,
         ..Limits::default()
     });
-    let mut grants = shared.auth.watch();
-    let mut shutdown = shared.shutdown.clone();
+    let mut grants = shard.sessions.auth.watch();
+    let mut shutdown = shard.shutdown.clone();
     let connected = Instant::now();
     let mut last_command = connected;
     let mut buf = BytesMut::new();
@@ -153,6 +152,7 @@ async fn read_loop<S: ClientStream>(
         // One clock read per batch of pipelined commands, not per command.
         if commands > 0 {
             last_command = Instant::now();
+            session.active_at(last_command);
         }
         if outbox.flush().await.is_err() {
             return ReadEnd::Finish;

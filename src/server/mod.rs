@@ -7,14 +7,23 @@ pub mod shard;
 mod tls;
 
 use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{anyhow, Context, Result};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles};
 use socket2::{Domain, Socket, Type};
+use tokio::sync::watch;
 
-use crate::shared::Shared;
+use crate::auth::limiter::FailedAuthLimiter;
+use crate::auth::AuthHub;
+use crate::clients::Clients;
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::session::{self, Backend};
+use shard::ShardContext;
 
 /// Registered io_uring buffers per executor: a network server reads into its own
 /// buffers, so glommio's minimum is plenty.
@@ -29,14 +38,33 @@ pub struct Server {
     pub shards: usize,
 }
 
+/// What the shards are made of; each shard adds its own `Backend`.
+#[derive(Clone)]
+pub struct Parts {
+    pub server: ServerConfig,
+    pub shards: usize,
+    pub auth: Arc<AuthHub>,
+    pub auth_failures: Arc<FailedAuthLimiter>,
+    pub clients: Arc<Clients>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: watch::Receiver<bool>,
+    /// Set to the bound addresses (port 0 resolved) before any shard accepts.
+    pub listening: Arc<OnceLock<(SocketAddr, Option<SocketAddr>)>>,
+}
+
 impl Server {
     /// Starts the shards and returns once every one of them listens.
-    pub fn start(shared: Arc<Shared>) -> Result<Server> {
-        let shards = shared.config.shard_count();
+    /// `backend` makes each shard's way to Kafka, given the shard's index.
+    pub fn start<B, F>(parts: Parts, backend: F) -> Result<Server>
+    where
+        B: Backend + 'static,
+        F: Fn(usize) -> B + Clone + Send + Sync + 'static,
+    {
+        let shards = parts.shards;
         // Port 0: one port is picked here and held (bound, not listening, so it
         // takes no connections) while every shard binds it with SO_REUSEPORT.
-        let (addr, placeholder) = resolve_port(shared.config.server.addr)?;
-        let (tls, tls_placeholder) = match &shared.config.server.tls {
+        let (addr, placeholder) = resolve_port(parts.server.addr)?;
+        let (tls, tls_placeholder) = match &parts.server.tls {
             Some(config) => {
                 let acceptor = tls::acceptor(config)?;
                 let (addr, placeholder) = resolve_port(config.addr)?;
@@ -45,14 +73,22 @@ impl Server {
             None => (None, None),
         };
         let tls_addr = tls.as_ref().map(|(addr, _)| *addr);
-        let _ = shared.listening.set((addr, tls_addr));
+        let _ = parts.listening.set((addr, tls_addr));
         let listen = shard::Listen { plain: addr, tls };
         let (bound_tx, bound_rx) = mpsc::channel();
+        // Each shard takes the next index as it starts: the index, not
+        // glommio's executor id, names a shard's counters and producer.
+        let next_index = Arc::new(AtomicUsize::new(0));
+        // Unbound: the kernel schedules the shards. librdkafka's threads and
+        // the control thread share the same cores, and pinning a shard to a
+        // core where they run would make it wait for them.
         let handles = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(shards))
             .name("databus-shard")
             .io_memory(IO_MEMORY)
             .on_all_shards(move || {
-                shard::run(Arc::clone(&shared), listen.clone(), bound_tx.clone())
+                let index = next_index.fetch_add(1, Ordering::Relaxed);
+                let context = shard_context(&parts, index, backend(index));
+                shard::run(context, listen.clone(), bound_tx.clone())
             })
             .map_err(|e| anyhow!("cannot start the shard executors: {e}"))?;
         for _ in 0..shards {
@@ -76,6 +112,27 @@ impl Server {
                 tracing::error!(error = %e, "shard ended with an error");
             }
         }
+    }
+}
+
+fn shard_context<B: Backend>(parts: &Parts, index: usize, backend: B) -> ShardContext<B> {
+    let sessions = session::Handles {
+        backend,
+        auth: Arc::clone(&parts.auth),
+        auth_failures: Arc::clone(&parts.auth_failures),
+        clients: Arc::clone(&parts.clients),
+        stats: parts.metrics.for_shard(index),
+        limits: session::Limits {
+            max_value_bytes: parts.server.max_value_bytes,
+            produce_timeout: parts.server.produce_timeout,
+        },
+    };
+    ShardContext {
+        index,
+        server: parts.server.clone(),
+        sessions: Rc::new(sessions),
+        clients: Arc::clone(&parts.clients),
+        shutdown: parts.shutdown.clone(),
     }
 }
 

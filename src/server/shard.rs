@@ -1,8 +1,9 @@
-//! A shard: one glommio executor pinned to the pool's placement, with its own
-//! listeners on the shared ports (SO_REUSEPORT lets the kernel spread
-//! connections), serving every connection it accepts until shutdown.
+//! A shard: one glommio executor with its own listeners on the shared ports
+//! (SO_REUSEPORT lets the kernel spread connections), serving every
+//! connection it accepts until shutdown.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +13,13 @@ use futures_lite::future;
 use futures_rustls::TlsAcceptor;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Gate;
+use tokio::sync::watch;
 
 use super::connection;
+use crate::clients::{Clients, Slot};
+use crate::config::ServerConfig;
 use crate::errors;
-use crate::metrics::ShardStats;
-use crate::shared::{ConnectionSlot, Shared};
+use crate::session::{self, Backend};
 
 /// Where a shard listens: the plaintext address, and the TLS one if configured.
 #[derive(Clone)]
@@ -25,9 +28,27 @@ pub struct Listen {
     pub tls: Option<(SocketAddr, TlsAcceptor)>,
 }
 
+/// What a shard and its connections are given.
+pub struct ShardContext<B: Backend> {
+    /// This shard's index, 0-based: which counters and producer it uses.
+    pub index: usize,
+    /// The `[server]` settings.
+    pub server: ServerConfig,
+    /// What every session of this shard is handed.
+    pub sessions: Rc<session::Handles<B>>,
+    /// The slots of `max_connections`.
+    pub clients: Arc<Clients>,
+    /// Turns true once when the process starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
 /// Runs one shard to completion. `bound` hears once whether the listeners are
 /// up, so the process can report readiness (or fail) only when every shard is.
-pub async fn run(shared: Arc<Shared>, listen: Listen, bound: mpsc::Sender<Result<()>>) {
+pub async fn run<B: Backend + 'static>(
+    shard: ShardContext<B>,
+    listen: Listen,
+    bound: mpsc::Sender<Result<()>>,
+) {
     let bind = |addr: SocketAddr| {
         TcpListener::bind(addr).map_err(|e| anyhow!("cannot listen on {addr}: {e}"))
     };
@@ -45,19 +66,19 @@ pub async fn run(shared: Arc<Shared>, listen: Listen, bound: mpsc::Sender<Result
             return;
         }
     };
+    let shard = Rc::new(shard);
     let connections = Gate::new();
-    let stats = shared.metrics.for_this_shard();
-    let plain_loop = accept_loop(&plain, None, &shared, &connections, &stats);
+    let plain_loop = accept_loop(&plain, None, &shard, &connections);
     let tls_loop = async {
         if let Some((listener, acceptor)) = &tls {
-            accept_loop(listener, Some(acceptor), &shared, &connections, &stats).await;
+            accept_loop(listener, Some(acceptor), &shard, &connections).await;
         }
     };
     future::zip(plain_loop, tls_loop).await;
     drop((plain, tls));
     // Connections drain their in-flight produces on their own; this only bounds
     // how long the shard waits for the slowest one.
-    let limit = shared.config.server.shutdown_timeout;
+    let limit = shard.server.shutdown_timeout;
     let closed = future::or(async { connections.close().await.is_ok() }, async {
         glommio::timer::sleep(limit).await;
         false
@@ -70,14 +91,13 @@ pub async fn run(shared: Arc<Shared>, listen: Listen, bound: mpsc::Sender<Result
 
 /// Accepts on `listener` until shutdown; each connection runs in its own task
 /// under `connections`.
-async fn accept_loop(
+async fn accept_loop<B: Backend + 'static>(
     listener: &TcpListener,
     tls: Option<&TlsAcceptor>,
-    shared: &Arc<Shared>,
+    shard: &Rc<ShardContext<B>>,
     connections: &Gate,
-    stats: &Arc<ShardStats>,
 ) {
-    let mut shutdown = shared.shutdown.clone();
+    let mut shutdown = shard.shutdown.clone();
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             let _ = shutdown.wait_for(|stopping| *stopping).await;
@@ -100,19 +120,15 @@ async fn accept_loop(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
-        let (shared, stats) = (Arc::clone(shared), Arc::clone(stats));
+        let shard = Rc::clone(shard);
         // Two task types, not one with a branch: a task is as large as its
         // largest state, and a TLS handshake's would make every plaintext
         // connection pay for it (about 5 KB each, measured at 10,000).
         let spawned = match tls {
-            None => connections.spawn(plain_connection(stream, peer, shared, stats)),
-            Some(acceptor) => connections.spawn(tls_connection(
-                stream,
-                peer,
-                acceptor.clone(),
-                shared,
-                stats,
-            )),
+            None => connections.spawn(plain_connection(stream, peer, shard)),
+            Some(acceptor) => {
+                connections.spawn(tls_connection(stream, peer, acceptor.clone(), shard))
+            }
         };
         match spawned {
             Ok(task) => drop(task.detach()),
@@ -122,8 +138,9 @@ async fn accept_loop(
 }
 
 /// Takes a slot in `max_connections`, counting the outcome; None when full.
-fn take_slot(shared: &Arc<Shared>, stats: &ShardStats) -> Option<ConnectionSlot> {
-    let slot = shared.try_connect();
+fn take_slot<B: Backend>(shard: &ShardContext<B>) -> Option<Slot> {
+    let slot = shard.clients.try_connect();
+    let stats = &shard.sessions.stats;
     if slot.is_some() {
         stats.accepted();
     } else {
@@ -133,37 +150,35 @@ fn take_slot(shared: &Arc<Shared>, stats: &ShardStats) -> Option<ConnectionSlot>
 }
 
 /// One plaintext connection, from its slot in `max_connections` to its end.
-async fn plain_connection(
+async fn plain_connection<B: Backend>(
     stream: TcpStream,
     peer: SocketAddr,
-    shared: Arc<Shared>,
-    stats: Arc<ShardStats>,
+    shard: Rc<ShardContext<B>>,
 ) {
-    match take_slot(&shared, &stats) {
-        Some(_slot) => connection::serve(stream, peer, shared, stats).await,
+    match take_slot(&shard) {
+        Some(_slot) => connection::serve(stream, peer, shard).await,
         None => connection::refuse(stream, errors::MAX_CLIENTS).await,
     }
 }
 
 /// One TLS connection: its slot, its handshake, then the same as plaintext.
-async fn tls_connection(
+async fn tls_connection<B: Backend>(
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
-    shared: Arc<Shared>,
-    stats: Arc<ShardStats>,
+    shard: Rc<ShardContext<B>>,
 ) {
-    let slot = take_slot(&shared, &stats);
+    let slot = take_slot(&shard);
     // The handshake counts against auth_timeout: a client that never
     // completes it is as slow as one that never sends AUTH.
-    let limit = shared.config.server.auth_timeout;
+    let limit = shard.server.auth_timeout;
     let handshake = future::or(async { Some(acceptor.accept(stream).await) }, async {
         glommio::timer::sleep(limit).await;
         None
     })
     .await;
     match (handshake, slot) {
-        (Some(Ok(stream)), Some(_slot)) => connection::serve(stream, peer, shared, stats).await,
+        (Some(Ok(stream)), Some(_slot)) => connection::serve(stream, peer, shard).await,
         (Some(Ok(stream)), None) => connection::refuse(stream, errors::MAX_CLIENTS).await,
         (Some(Err(e)), _) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         (None, _) => tracing::debug!(%peer, ?limit, "TLS handshake not completed in time"),

@@ -1,42 +1,40 @@
-//! The publisher role: `SET` and `HSET` become Kafka produces (protocol.md §4).
+//! The publisher role: `SET` and `HSET` become produces (protocol.md §4).
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::Reply;
+use super::backend::Produce;
+use super::{Limits, Reply};
 use crate::auth::Dsn;
 use crate::errors;
-use crate::kafka::message::metadata_header;
-use crate::kafka::producer::{self, ClusterProducer, ProduceError, Record};
+use crate::message::{metadata_header, Record};
 use crate::metrics::ShardStats;
 
-pub struct Publisher {
+pub struct Publisher<P> {
     /// Shared with in-flight produces, which outlive the command that made them.
-    target: Rc<Target>,
+    target: Rc<Target<P>>,
     pub cluster: String,
-    max_value_bytes: usize,
-    produce_timeout: Duration,
+    limits: Limits,
 }
 
-struct Target {
+struct Target<P> {
     topic: String,
     color: String,
-    producer: ClusterProducer,
+    producer: P,
     stats: Arc<ShardStats>,
 }
 
-impl Publisher {
+impl<P: Produce + 'static> Publisher<P> {
     pub fn new(
         dsn: &Dsn,
         cluster: String,
-        producer: ClusterProducer,
-        max_value_bytes: usize,
-        produce_timeout: Duration,
+        producer: P,
+        limits: Limits,
         stats: Arc<ShardStats>,
-    ) -> Publisher {
+    ) -> Publisher<P> {
         Publisher {
             target: Rc::new(Target {
                 topic: dsn.topic.clone(),
@@ -45,14 +43,13 @@ impl Publisher {
                 stats,
             }),
             cluster,
-            max_value_bytes,
-            produce_timeout,
+            limits,
         }
     }
 
     /// Moves this connection to another cluster's producer (the app was moved in
     /// MySQL); produces already in flight finish on the old one.
-    pub fn switch_cluster(&mut self, cluster: String, producer: ClusterProducer) {
+    pub fn switch_cluster(&mut self, cluster: String, producer: P) {
         self.target = Rc::new(Target {
             topic: self.target.topic.clone(),
             color: self.target.color.clone(),
@@ -76,11 +73,11 @@ impl Publisher {
     }
 
     fn produce(&self, key: Bytes, value: Bytes, metadata: Option<Vec<u8>>) -> Reply {
-        if value.len() > self.max_value_bytes {
+        if value.len() > self.limits.max_value_bytes {
             return Reply::error(errors::VALUE_TOO_LARGE);
         }
         let target = Rc::clone(&self.target);
-        let timeout = self.produce_timeout;
+        let timeout = self.limits.produce_timeout;
         let started = Instant::now();
         let deadline = started + timeout;
         Reply::start(async move {
@@ -92,8 +89,8 @@ impl Publisher {
                 metadata: metadata.as_deref(),
             };
             let acked = async {
-                let delivery = producer::send(&target.producer, &record, deadline).await?;
-                producer::acknowledged(delivery).await
+                let outcome = target.producer.produce(&record, deadline).await;
+                outcome.map_err(|e| errors::kafka(&e))
             };
             // The client's bound. librdkafka keeps trying for delivery_timeout,
             // longer, so that a leader failover does not make it resend
@@ -101,13 +98,13 @@ impl Publisher {
             // answered with this error may still be written.
             let timer = async {
                 glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
-                Err(ProduceError::TimedOut(timeout))
+                Err(errors::produce_timed_out(timeout))
             };
             let outcome = futures_lite::future::or(acked, timer).await;
             target.stats.produced(started.elapsed(), outcome.is_ok());
             match outcome {
                 Ok(()) => Reply::OK,
-                Err(e) => Reply::error(errors::kafka(&e)),
+                Err(text) => Reply::error(text),
             }
         })
     }

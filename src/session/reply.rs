@@ -88,7 +88,7 @@ impl Reply {
             }
             Reply::Deferred(_) => {
                 debug_assert!(false, "a deferred reply was encoded before it completed");
-                resp::error(out, "ERR internal error");
+                resp::error(out, crate::errors::INTERNAL);
             }
         }
     }

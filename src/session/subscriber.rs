@@ -4,34 +4,24 @@
 
 use bytes::Bytes;
 
+use super::backend::Membership;
 use super::Reply;
 use crate::auth::Dsn;
 use crate::errors;
-use crate::kafka::consumer::{Fetched, Member};
-use crate::kafka::message::Encoding;
+use crate::message::{Encoding, Fetched};
 
-pub struct Subscriber {
+pub struct Subscriber<M> {
     pub cluster: String,
     topic: String,
-    member: Member,
+    member: M,
 }
 
-impl Subscriber {
-    pub fn new(dsn: &Dsn, cluster: String, member: Member) -> Subscriber {
+impl<M: Membership> Subscriber<M> {
+    pub fn new(dsn: &Dsn, cluster: String, member: M) -> Subscriber<M> {
         Subscriber {
             cluster,
             topic: dsn.topic.clone(),
             member,
-        }
-    }
-
-    /// The consumer group of a subscriber: `<group>`, or `<group>-<color>` so that
-    /// each color consumes the whole topic on its own.
-    pub fn group_name(dsn: &Dsn) -> String {
-        if dsn.color.is_empty() {
-            dsn.group.clone()
-        } else {
-            format!("{}-{}", dsn.group, dsn.color)
         }
     }
 
@@ -67,6 +57,16 @@ impl Subscriber {
             }
             _ => Reply::error(errors::COMMIT_PARAMS),
         }
+    }
+}
+
+/// The consumer group of a subscriber: `<group>`, or `<group>-<color>` so that
+/// each color consumes the whole topic on its own.
+pub fn group_name(dsn: &Dsn) -> String {
+    if dsn.color.is_empty() {
+        dsn.group.clone()
+    } else {
+        format!("{}-{}", dsn.group, dsn.color)
     }
 }
 

@@ -1,0 +1,70 @@
+//! What a session asks of the rest of the gateway, as narrow traits: a
+//! cluster's producer, a consumer-group member, the INFO text. The real ones
+//! (Kafka's) are wired in `crate::wiring`; the session's own tests hand it
+//! fakes, so a session runs in-process without a broker or a database.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::message::{Encoding, Fetched, Record};
+
+/// Everything outside the session that its commands reach, for one shard.
+pub trait Backend {
+    type Producer: Produce + Clone + 'static;
+    type Member: Membership + 'static;
+    type JoinError: Display;
+
+    /// The producer this shard uses for `cluster`; None when the cluster is
+    /// not configured.
+    fn producer(&self, cluster: &str) -> Option<Self::Producer>;
+
+    /// A new member of consumer group `group` on `cluster`, subscribed to
+    /// `topic`, delivering only records of `color` (all when empty).
+    fn join(
+        &self,
+        cluster: &str,
+        group: &str,
+        topic: &str,
+        color: &str,
+    ) -> Result<Self::Member, JoinError<Self::JoinError>>;
+
+    /// The INFO text for the sections asked for.
+    fn info(&self, sections: &[Bytes]) -> String;
+}
+
+/// Why a subscriber could not join its group.
+#[derive(Debug)]
+pub enum JoinError<E> {
+    /// The app's cluster is not in the configuration.
+    UnknownCluster,
+    /// The consumer could not be created.
+    Failed(E),
+}
+
+/// A cluster's producer, as a publisher uses it.
+pub trait Produce {
+    type Error: Display;
+
+    /// Produces `record`. The record is enqueued on the future's first poll,
+    /// so pipelined SETs are all in flight at once; the future resolves when
+    /// the broker acknowledged it or it failed. Waiting for room in a full
+    /// queue gives up at `deadline`.
+    fn produce<'a>(
+        &'a self,
+        record: &'a Record<'a>,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<(), Self::Error>> + 'a;
+}
+
+/// A subscriber's consumer-group member.
+pub trait Membership {
+    /// The next batch, asked for when the future is first polled (after any
+    /// commit sent before), not when it is made.
+    fn fetch(&self, encoding: Encoding) -> impl Future<Output = Fetched> + 'static;
+
+    /// The client committed `offset` on `partition`.
+    fn commit(&self, partition: i32, offset: i64);
+}

@@ -1,0 +1,78 @@
+//! The real parts behind a session's handles: Kafka's producers and consumer
+//! members behind the session's `Backend` traits, INFO read from the metrics'
+//! sources. The one place that knows both sides, so that the session knows
+//! nothing of Kafka and Kafka nothing of sessions.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::kafka::consumer::{self, ConsumerService};
+use crate::kafka::producer::{self, ClusterProducer, ProduceError, Producers};
+use crate::message::{Encoding, Fetched, Record};
+use crate::metrics::{self, Sources};
+use crate::session::backend::{Backend, JoinError, Membership, Produce};
+
+/// One shard's way to Kafka.
+pub struct KafkaBackend {
+    pub producers: Arc<Producers>,
+    pub consumers: Arc<ConsumerService>,
+    pub sources: Arc<Sources>,
+    /// This shard's index (0-based): which producer it uses when each shard
+    /// has its own (`server.producers = "per_shard"`).
+    pub shard: usize,
+}
+
+impl Backend for KafkaBackend {
+    type Producer = ClusterProducer;
+    type Member = consumer::Member;
+    type JoinError = rdkafka::error::KafkaError;
+
+    fn producer(&self, cluster: &str) -> Option<ClusterProducer> {
+        self.producers.get(cluster, self.shard).cloned()
+    }
+
+    fn join(
+        &self,
+        cluster: &str,
+        group: &str,
+        topic: &str,
+        color: &str,
+    ) -> Result<consumer::Member, JoinError<Self::JoinError>> {
+        self.consumers
+            .join(cluster, group, topic, color)
+            .map_err(|e| match e {
+                consumer::JoinError::UnknownCluster => JoinError::UnknownCluster,
+                consumer::JoinError::Kafka(e) => JoinError::Failed(e),
+            })
+    }
+
+    fn info(&self, sections: &[Bytes]) -> String {
+        metrics::info::render(&self.sources, sections)
+    }
+}
+
+impl Produce for ClusterProducer {
+    type Error = ProduceError;
+
+    async fn produce<'a>(
+        &'a self,
+        record: &'a Record<'a>,
+        deadline: Instant,
+    ) -> Result<(), ProduceError> {
+        let delivery = producer::send(self, record, deadline).await?;
+        producer::acknowledged(delivery).await
+    }
+}
+
+impl Membership for consumer::Member {
+    fn fetch(&self, encoding: Encoding) -> impl Future<Output = Fetched> + 'static {
+        consumer::Member::fetch(self, encoding)
+    }
+
+    fn commit(&self, partition: i32, offset: i64) {
+        consumer::Member::commit(self, partition, offset);
+    }
+}
