@@ -291,6 +291,27 @@ fn redis_cli_with_dash_a_and_user() {
     }
     let v = ("k".to_owned(), "\"v\"".to_owned());
     assert_eq!(kafka_records(&topic, 2), [v.clone(), v]);
+    // The connection sees itself in CLIENT LIST, as redis-cli prints it.
+    let out = Command::new("redis-cli")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "--no-auth-warning",
+            "-a",
+            &full,
+        ])
+        .args(["client", "list"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    let expected = format!(
+        " cmd=client resp=2 user=default role=pub key={user} group={} topic={topic} color= commands=2 shard=0",
+        group_of(&topic)
+    );
+    assert!(listed.trim_end().ends_with(&expected), "{listed}");
 }
 
 #[test]

@@ -234,16 +234,26 @@ fn a_producer_per_shard_delivers_every_set() {
         ..GatewayConfig::new(&db)
     }
     .start();
-    // Eight connections: the kernel spreads them over both shards' listeners.
+    // Sixteen connections: the kernel spreads them over both shards'
+    // listeners (all on one shard: a 2^-15 chance).
     let mut values = Vec::new();
-    for c in 0..8 {
+    let mut publishers = Vec::new();
+    for c in 0..16 {
         let mut p = gw.publisher(&dsn(&topic, "pub"));
-        for i in 0..5 {
+        for i in 0..3 {
             let value = format!("\"c{c}-{i}\"");
             assert_eq!(p.call(&["SET", "k", &value]), "+OK\r\n");
             values.push(value);
         }
+        publishers.push(p);
     }
+    // Both shards served SETs, each with its own producer.
+    let shards: std::collections::BTreeSet<String> = publishers[0]
+        .client_list()
+        .into_iter()
+        .map(|line| line["shard"].clone())
+        .collect();
+    assert_eq!(shards, ["0", "1"].map(String::from).into());
     let mut got: Vec<String> = read_topic(&topic, 3, values.len())
         .into_iter()
         .map(|r| String::from_utf8(r.value.unwrap()).unwrap())

@@ -362,3 +362,60 @@ fn failed_auths_are_bounded_per_address() {
     }
     assert!(started.elapsed() >= Duration::from_secs(2));
 }
+
+/// CLIENT LIST shows an app its own connections, with what each proved and
+/// did, and nothing of another app's or of connections not yet authenticated.
+#[test]
+fn client_list_shows_an_apps_own_connections() {
+    let db = TestDb::new();
+    db.add_app(2, "otherapp", "s2", "cluster1");
+    db.add_grant(2, "othergroup", 2, "test156");
+    let gw = Gateway::start(&db);
+    let mut first = gw.publisher(&seed_dsn("pub"));
+    assert_eq!(first.call(&["CLIENT", "SETNAME", "first"]), "+OK\r\n");
+    assert_eq!(first.call(&["PING"]), "+PONG\r\n");
+    let mut second = gw.publisher(&seed_dsn("pub"));
+    let mut other = gw.publisher("otherapp:s2@othergroup/topic=test156&role=pub");
+    let mut anonymous = gw.client();
+    assert_eq!(anonymous.call(&["PING"]), "+PONG\r\n");
+    assert_eq!(
+        anonymous.call(&["CLIENT", "LIST"]),
+        "-NOAUTH Authentication required.\r\n"
+    );
+    let id = |c: &mut common::Client| {
+        let reply = c.call(&["CLIENT", "ID"]);
+        reply[1..reply.len() - 2].to_owned()
+    };
+    let (first_id, second_id) = (id(&mut first), id(&mut second));
+    let list = second.client_list();
+    assert_eq!(list.len(), 2, "{list:#?}");
+    let line = |id: &str| {
+        list.iter()
+            .find(|l| l["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {list:#?}"))
+    };
+    let shown = line(&first_id);
+    let local = first.stream.local_addr().unwrap().to_string();
+    for (field, value) in [
+        ("addr", local.as_str()),
+        ("name", "first"),
+        ("role", "pub"),
+        ("key", "app_key1"),
+        ("group", "group_name1"),
+        ("topic", "test156"),
+        ("color", ""),
+        // AUTH, CLIENT SETNAME, PING, CLIENT ID.
+        ("commands", "4"),
+        ("cmd", "client"),
+        ("db", "0"),
+        ("resp", "2"),
+    ] {
+        assert_eq!(shown[field], value, "{field} in {shown:?}");
+    }
+    // The lister's own line: its last command is the listing.
+    assert_eq!(line(&second_id)["cmd"], "client");
+    // The other app sees itself only.
+    let theirs = other.client_list();
+    assert_eq!(theirs.len(), 1, "{theirs:#?}");
+    assert_eq!(theirs[0]["key"], "otherapp");
+}

@@ -153,3 +153,30 @@ pub fn encode(args: &[&[u8]]) -> Vec<u8> {
     }
     out
 }
+
+/// One `CLIENT LIST` line as `field → value`.
+pub type ClientLine = std::collections::BTreeMap<String, String>;
+
+impl Client {
+    /// `CLIENT LIST`, each line split into its `key=value` fields.
+    pub fn client_list(&mut self) -> Vec<ClientLine> {
+        let reply = self.call(&["CLIENT", "LIST"]);
+        let (header, body) = reply
+            .split_once("\r\n")
+            .unwrap_or_else(|| panic!("CLIENT LIST answered {reply:?}"));
+        assert!(header.starts_with('$'), "CLIENT LIST answered {reply:?}");
+        body.trim_end_matches("\r\n")
+            .lines()
+            .map(|line| {
+                line.split(' ')
+                    .map(|field| {
+                        let (k, v) = field
+                            .split_once('=')
+                            .unwrap_or_else(|| panic!("{field:?} in {line:?}"));
+                        (k.to_owned(), v.to_owned())
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
