@@ -4,6 +4,8 @@
 pub mod connection;
 mod outbox;
 pub mod shard;
+#[cfg(test)]
+mod tests;
 mod tls;
 
 use std::net::SocketAddr;

@@ -138,3 +138,83 @@ impl Drop for Inbox {
         self.credits.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_lite::future;
+
+    use super::*;
+
+    fn on_executor<T>(work: impl std::future::Future<Output = T>) -> T {
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .expect("a glommio executor (io_uring, RLIMIT_MEMLOCK >= 512 KiB)")
+            .run(work)
+    }
+
+    fn bytes(item: &Outgoing) -> Vec<u8> {
+        match item {
+            Outgoing::Encoded { bytes, .. } => bytes.to_vec(),
+            Outgoing::Reply { reply, .. } => format!("{reply:?}").into_bytes(),
+        }
+    }
+
+    #[test]
+    fn a_reader_out_of_credits_waits_for_the_writer() {
+        on_executor(async {
+            let (mut outbox, inbox) = new(2);
+            outbox.push(Reply::OK, false).await.unwrap();
+            outbox.push(Reply::Integer(1), false).await.unwrap();
+            // The third reply has no credit: it hands over what is encoded
+            // and waits.
+            {
+                let mut third = std::pin::pin!(outbox.push(Reply::Integer(2), false));
+                assert!(future::poll_once(&mut third).await.is_none());
+                let item = inbox.recv().await.unwrap();
+                assert_eq!(bytes(&item), b"+OK\r\n:1\r\n");
+                assert!(
+                    future::poll_once(&mut third).await.is_none(),
+                    "not taken yet"
+                );
+                inbox.taken(item.credits());
+                third.await.unwrap();
+            }
+            // The third reply waits encoded until the reader flushes.
+            outbox.flush().await.unwrap();
+            let item = inbox.recv().await.unwrap();
+            assert_eq!((bytes(&item), item.credits()), (b":2\r\n".to_vec(), 1));
+        });
+    }
+
+    #[test]
+    fn a_deferred_reply_keeps_its_place() {
+        on_executor(async {
+            let (mut outbox, inbox) = new(8);
+            outbox.push(Reply::OK, false).await.unwrap();
+            outbox
+                .push(Reply::later(async { Reply::Integer(7) }), false)
+                .await
+                .unwrap();
+            outbox.push(Reply::Integer(8), false).await.unwrap();
+            outbox.flush().await.unwrap();
+            assert_eq!(bytes(&inbox.recv().await.unwrap()), b"+OK\r\n");
+            let Outgoing::Reply { reply, .. } = inbox.recv().await.unwrap() else {
+                panic!("the deferred reply travels as itself");
+            };
+            assert!(matches!(reply, Reply::Deferred(_)));
+            assert_eq!(bytes(&inbox.recv().await.unwrap()), b":8\r\n");
+        });
+    }
+
+    #[test]
+    fn a_reader_waiting_for_credits_learns_the_writer_is_gone() {
+        on_executor(async {
+            let (mut outbox, inbox) = new(1);
+            outbox.push(Reply::OK, false).await.unwrap();
+            let mut second = std::pin::pin!(outbox.push(Reply::OK, false));
+            assert!(future::poll_once(&mut second).await.is_none());
+            drop(inbox);
+            assert!(second.await.is_err());
+        });
+    }
+}

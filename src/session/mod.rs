@@ -11,6 +11,8 @@
 mod auth;
 pub mod backend;
 mod chatter;
+#[cfg(test)]
+pub(crate) mod fakes;
 pub mod publisher;
 pub mod reply;
 pub mod subscriber;

@@ -2,195 +2,23 @@
 //! socket. Each test sends parsed commands and checks the exact RESP bytes
 //! of the replies, what reached the fake producer or member, and the counters.
 
-use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 
-use super::backend::{Backend, JoinError, Membership, Produce};
-use super::{Handles, Limits, Reply, Session, Step, Then};
-use crate::auth::limiter::FailedAuthLimiter;
-use crate::auth::snapshot::{AppRow, AuthRow, OP_PUBLISH, OP_SUBSCRIBE};
-use crate::auth::{AuthHub, AuthSnapshot};
+use super::fakes::{self, app, grant, snapshot, FakeBackend, Shared, MAX_AUTH_FAILURES};
+use super::{Handles, Reply, Session, Step, Then};
+use crate::auth::snapshot::{OP_PUBLISH, OP_SUBSCRIBE};
 use crate::clients::Clients;
 use crate::command::CommandKind;
-use crate::message::{Encoding, Fetched, Record};
+use crate::message::{Encoding, Fetched};
 use crate::metrics::{AuthOutcome, Metrics};
 use crate::resp::Command;
 
 const PUB: &str = "app1:secret1@group1/topic=topic1&role=pub";
 const SUB: &str = "app1:secret1@group1/topic=topic1&role=sub";
-/// Failed AUTHs allowed per address in the fixture.
-const MAX_AUTH_FAILURES: u32 = 10;
-
-/// A record as the fake producer received it.
-#[derive(Debug, PartialEq, Eq)]
-struct Produced {
-    cluster: String,
-    topic: String,
-    key: Vec<u8>,
-    value: Vec<u8>,
-    color: String,
-    metadata: Option<Vec<u8>>,
-}
-
-/// What the fakes saw, and how they answer.
-#[derive(Default)]
-struct World {
-    produced: Vec<Produced>,
-    /// Produces never acknowledged (a broker that does not answer).
-    broker_silent: bool,
-    /// Batches an MGET gets, in order; `Gone` once they run out.
-    batches: Vec<Fetched>,
-    /// (group, topic, color) of every join.
-    joined: Vec<(String, String, String)>,
-    /// (partition, offset) of every commit.
-    committed: Vec<(i32, i64)>,
-    fetch_encodings: Vec<Encoding>,
-}
-
-type Shared = Rc<RefCell<World>>;
-
-struct FakeBackend {
-    world: Shared,
-    clusters: Vec<&'static str>,
-}
-
-#[derive(Clone)]
-struct FakeProducer {
-    world: Shared,
-    cluster: String,
-}
-
-struct FakeMember {
-    world: Shared,
-}
-
-impl Backend for FakeBackend {
-    type Producer = FakeProducer;
-    type Member = FakeMember;
-    type JoinError = &'static str;
-
-    fn producer(&self, cluster: &str) -> Option<FakeProducer> {
-        self.clusters.contains(&cluster).then(|| FakeProducer {
-            world: Rc::clone(&self.world),
-            cluster: cluster.to_owned(),
-        })
-    }
-
-    fn join(
-        &self,
-        cluster: &str,
-        group: &str,
-        topic: &str,
-        color: &str,
-    ) -> Result<FakeMember, JoinError<&'static str>> {
-        if !self.clusters.contains(&cluster) {
-            return Err(JoinError::UnknownCluster);
-        }
-        let joined = (group.to_owned(), topic.to_owned(), color.to_owned());
-        self.world.borrow_mut().joined.push(joined);
-        Ok(FakeMember {
-            world: Rc::clone(&self.world),
-        })
-    }
-
-    fn info(&self, sections: &[Bytes]) -> String {
-        format!("# Fake\r\nsections:{}\r\n", sections.len())
-    }
-}
-
-impl Produce for FakeProducer {
-    type Error = &'static str;
-
-    async fn produce<'a>(
-        &'a self,
-        record: &'a Record<'a>,
-        _deadline: std::time::Instant,
-    ) -> Result<(), &'static str> {
-        let silent = {
-            let mut world = self.world.borrow_mut();
-            world.produced.push(Produced {
-                cluster: self.cluster.clone(),
-                topic: record.topic.to_owned(),
-                key: record.key.to_vec(),
-                value: record.value.to_vec(),
-                color: record.color.to_owned(),
-                metadata: record.metadata.map(<[u8]>::to_vec),
-            });
-            world.broker_silent
-        };
-        if silent {
-            futures_lite::future::pending::<()>().await;
-        }
-        Ok(())
-    }
-}
-
-impl Membership for FakeMember {
-    fn fetch(&self, encoding: Encoding) -> impl std::future::Future<Output = Fetched> + 'static {
-        let world = Rc::clone(&self.world);
-        async move {
-            let mut world = world.borrow_mut();
-            world.fetch_encodings.push(encoding);
-            if world.batches.is_empty() {
-                Fetched::Gone
-            } else {
-                world.batches.remove(0)
-            }
-        }
-    }
-
-    fn commit(&self, partition: i32, offset: i64) {
-        self.world.borrow_mut().committed.push((partition, offset));
-    }
-}
-
-fn app(id: i64, key: &str, cluster: &str) -> AppRow {
-    AppRow {
-        id,
-        key: key.into(),
-        secret: format!("secret{id}"),
-        cluster: cluster.into(),
-        deleted_at: None,
-    }
-}
-
-fn grant(id: i64, app_id: i64, group: &str, topic: &str, operation: i64) -> AuthRow {
-    AuthRow {
-        id,
-        app_id,
-        group: Some(group.into()),
-        operation: Some(operation),
-        topic: topic.into(),
-        deleted_at: None,
-    }
-}
-
-fn snapshot(apps: Vec<AppRow>, grants: Vec<AuthRow>) -> AuthSnapshot {
-    AuthSnapshot::build(apps, grants, SystemTime::now()).snapshot
-}
-
-/// app1 (cluster c1) may publish and subscribe with group1 on topic1;
-/// app2 (cluster c1) publishes with group2 on topic1; app3's cluster is not
-/// configured.
-fn standard_grants() -> AuthSnapshot {
-    snapshot(
-        vec![
-            app(1, "app1", "c1"),
-            app(2, "app2", "c1"),
-            app(3, "app3", "nowhere"),
-        ],
-        vec![
-            grant(1, 1, "group1", "topic1", OP_PUBLISH | OP_SUBSCRIBE),
-            grant(2, 2, "group2", "topic1", OP_PUBLISH),
-            grant(3, 3, "group3", "topic1", OP_PUBLISH),
-        ],
-    )
-}
 
 struct Fixture {
     world: Shared,
@@ -202,23 +30,8 @@ impl Fixture {
     fn new() -> Fixture {
         let world = Shared::default();
         let metrics = Metrics::new(1);
-        let handles = Rc::new(Handles {
-            backend: FakeBackend {
-                world: Rc::clone(&world),
-                clusters: vec!["c1", "c2"],
-            },
-            auth: Arc::new(AuthHub::new(standard_grants())),
-            auth_failures: Arc::new(FailedAuthLimiter::new(
-                MAX_AUTH_FAILURES,
-                Duration::from_secs(60),
-            )),
-            clients: Arc::new(Clients::new(100)),
-            stats: metrics.for_shard(0),
-            limits: Limits {
-                max_value_bytes: 16,
-                produce_timeout: Duration::from_millis(50),
-            },
-        });
+        let clients = Arc::new(Clients::new(100));
+        let handles = Rc::new(fakes::handles(&world, metrics.for_shard(0), clients));
         Fixture {
             world,
             handles,
