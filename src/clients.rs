@@ -153,7 +153,10 @@ impl Registration {
 
     /// The client sent a command of `kind`.
     pub fn command(&self, kind: CommandKind) {
-        self.entry.commands.fetch_add(1, Ordering::Relaxed);
+        // Only this connection writes its entry: a load and a store, not a
+        // locked read-modify-write, on every command.
+        let commands = &self.entry.commands;
+        commands.store(commands.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         self.entry.last_command.store(kind as u8, Ordering::Relaxed);
     }
 
