@@ -82,8 +82,9 @@ impl Server {
         // glommio's executor id, names a shard's counters and producer.
         let next_index = Arc::new(AtomicUsize::new(0));
         // Unbound: the kernel schedules the shards. librdkafka's threads and
-        // the control thread share the same cores, and pinning a shard to a
-        // core where they run would make it wait for them.
+        // the control thread share the same cores. Pinning each shard to a
+        // CPU (MaxSpread) measured no different on 2 cores (docs/benchmarks.md,
+        // "Shard placement"), so the simpler placement stays.
         let handles = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(shards))
             .name("databus-shard")
             .io_memory(IO_MEMORY)
