@@ -65,6 +65,30 @@ pub struct ServerConfig {
     /// answered). Past it the gateway stops reading from that client, so a client
     /// that never reads its replies cannot make the gateway buffer without bound.
     pub max_pipeline: usize,
+    /// Bytes a connection may hold: values of produces not yet handed to
+    /// Kafka, and replies not yet written. Past either, the gateway stops
+    /// reading from that client until they drain (protocol.md §6).
+    pub max_connection_bytes: usize,
+    /// Bytes of records handed to Kafka and not yet acknowledged, for the
+    /// whole process (librdkafka's `queue.buffering.max.kbytes`, shared out
+    /// among the producer instances). When it is reached, SETs wait for
+    /// room, and their connections stop being read.
+    pub max_in_flight_bytes: usize,
+    /// Bytes of requests the whole process holds beyond each connection's
+    /// first 64 KiB: values of produces not yet handed to Kafka, and requests
+    /// not yet read to their end. When it is reached, connections stop being
+    /// read until bytes are given back; it bounds what `max_connections`
+    /// clients sending large requests at once can cost.
+    pub max_buffered_bytes: usize,
+    /// Subscriber connections at once. Each is a consumer-group member: a
+    /// librdkafka consumer with 4 threads, about 9 descriptors, 2 broker
+    /// connections and about 0.5 MiB. Past it, AUTH as a subscriber answers
+    /// `-ERR max number of subscribers reached`.
+    pub max_subscribers: usize,
+    /// Longest a reply write may go without progress: a client that does not
+    /// read its replies is closed after it.
+    #[serde(deserialize_with = "duration")]
+    pub write_timeout: Duration,
     /// Longest a shutdown waits for in-flight produces before it exits anyway.
     #[serde(deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
@@ -76,6 +100,11 @@ pub struct ServerConfig {
     pub max_auth_failures: u32,
     #[serde(deserialize_with = "duration")]
     pub auth_failure_window: Duration,
+    /// Failed AUTHs count per network of this many leading bits: 32 (each
+    /// IPv4 address apart) by default, 24 to count a /24 together.
+    pub auth_failure_prefix_v4: u8,
+    /// The same for IPv6; 64 by default, since one host usually has a /64.
+    pub auth_failure_prefix_v6: u8,
     /// A TLS listener beside the plaintext one (`[server.tls]`); none by default.
     pub tls: Option<TlsConfig>,
 }
@@ -119,10 +148,17 @@ impl Default for ServerConfig {
             max_args: 1024,
             max_bulk_len: 1024 * 1024 + 4096,
             max_pipeline: 4096,
+            max_connection_bytes: 256 * 1024,
+            max_in_flight_bytes: 256 * 1024 * 1024,
+            max_buffered_bytes: 1024 * 1024 * 1024,
+            max_subscribers: 500,
+            write_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(15),
             producers: ProducerLayout::Shared,
             max_auth_failures: 20,
             auth_failure_window: Duration::from_secs(60),
+            auth_failure_prefix_v4: 32,
+            auth_failure_prefix_v6: 64,
             tls: None,
         }
     }
@@ -182,6 +218,9 @@ const PARTITIONERS: &[&str] = &[
 pub struct ConsumerConfig {
     /// Most messages per MGET.
     pub batch: usize,
+    /// Most bytes of messages per MGET (as encoded): a batch ends early
+    /// rather than exceed it; a single larger message goes alone.
+    pub max_batch_bytes: usize,
     /// After the first message, wait at most this for more.
     #[serde(deserialize_with = "duration")]
     pub batch_window: Duration,
@@ -197,6 +236,7 @@ impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
             batch: 100,
+            max_batch_bytes: 4 * 1024 * 1024,
             batch_window: Duration::from_millis(100),
             poll_timeout: Duration::from_secs(30),
             session_timeout: Duration::from_secs(10),
@@ -256,6 +296,35 @@ impl Config {
         at_least_one("server.max_value_bytes", s.max_value_bytes)?;
         at_least_one("server.max_args", s.max_args)?;
         at_least_one("server.max_pipeline", s.max_pipeline)?;
+        at_least_one("server.max_connection_bytes", s.max_connection_bytes)?;
+        at_least_one("consumer.max_batch_bytes", self.consumer.max_batch_bytes)?;
+        if s.max_buffered_bytes < s.max_bulk_len + 64 * 1024 {
+            bail!(
+                "invalid value for server.max_buffered_bytes: {} cannot hold one request of \
+                 server.max_bulk_len ({}) and its framing",
+                s.max_buffered_bytes,
+                s.max_bulk_len
+            );
+        }
+        if s.max_in_flight_bytes < s.max_value_bytes + 64 * 1024 {
+            bail!(
+                "invalid value for server.max_in_flight_bytes: {} cannot hold one record of \
+                 server.max_value_bytes ({}) and its framing",
+                s.max_in_flight_bytes,
+                s.max_value_bytes
+            );
+        }
+        if s.auth_failure_prefix_v4 > 32 || s.auth_failure_prefix_v6 > 128 {
+            bail!(
+                "invalid value for server.auth_failure_prefix_v4/_v6: at most 32 and 128 bits \
+                 (got {} and {})",
+                s.auth_failure_prefix_v4,
+                s.auth_failure_prefix_v6
+            );
+        }
+        if s.write_timeout.is_zero() {
+            bail!("invalid value for server.write_timeout: it must be longer than 0");
+        }
         if s.max_bulk_len < s.max_value_bytes {
             bail!(
                 "invalid value for server.max_bulk_len: {} is smaller than server.max_value_bytes ({})",

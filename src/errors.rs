@@ -11,16 +11,22 @@ pub const INVALID_AUTH_STRING: &str =
     "ERR invalid auth string: expected key:secret@group/topic=T&role=pub|sub";
 pub const WRONGPASS: &str = "WRONGPASS invalid key, secret, group or topic";
 pub const BAD_ROLE: &str = "ERR role must be pub or sub";
+pub const INVALID_COLOR: &str = "ERR invalid color";
 pub const TOO_MANY_AUTH_FAILURES: &str =
     "ERR too many failed AUTH attempts from this address, retry later";
 pub const CREDENTIALS_REVOKED: &str = "ERR credentials revoked";
 pub const CLUSTER_CHANGED: &str = "ERR cluster changed, reconnect";
 pub const MAX_CLIENTS: &str = "ERR max number of clients reached";
+pub const MAX_SUBSCRIBERS: &str = "ERR max number of subscribers reached";
 pub const VALUE_TOO_LARGE: &str = "ERR value exceeds max_value_bytes";
 pub const NOPROTO: &str = "NOPROTO unsupported protocol version";
 pub const PROTOCOL_VERSION: &str = "ERR Protocol version is not an integer or out of range";
 pub const SELECT_NONZERO: &str = "ERR DB index is out of range";
 pub const SYNTAX: &str = "ERR syntax error";
+pub const MESSAGE_TOO_LONG: &str = "ERR message exceeds max_connection_bytes";
+pub const CLIENT_NAME_INVALID: &str =
+    "ERR Client names cannot contain spaces, newlines or special characters.";
+pub const CLIENT_NAME_TOO_LONG: &str = "ERR Client names are at most 128 bytes";
 pub const INVALID_METADATA: &str =
     "ERR invalid metadata: expected a JSON object of strings or a protobuf Header";
 pub const SHUTTING_DOWN: &str = "ERR server is shutting down";
@@ -34,6 +40,10 @@ pub fn may_not_publish(group: &str) -> String {
 
 pub fn may_not_subscribe(group: &str) -> String {
     format!("NOPERM group {group} may not subscribe")
+}
+
+pub fn color_not_allowed(color: &str, group: &str) -> String {
+    format!("NOPERM color {color} is not allowed for group {group}")
 }
 
 pub fn too_many_consumers(topic: &str) -> String {

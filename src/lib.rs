@@ -20,10 +20,11 @@
 //!                     credits), tls.rs (rustls listener)
 //! session/            what a connection may do: mod.rs (dispatch, handles), backend.rs
 //!                     (the traits it is given), auth.rs (AUTH, re-checks), chatter.rs
-//!                     (HELLO, CLIENT, PING...), publisher.rs, subscriber.rs, reply.rs
-//! kafka/              producer.rs (produce path), consumer.rs (group members),
-//!                     client_config.rs (shared librdkafka settings), context.rs
-//!                     (librdkafka logs and errors)
+//!                     (HELLO, CLIENT, PING...), publisher.rs, subscriber.rs, reply.rs,
+//!                     budget.rs (request bytes held)
+//! kafka/              producer.rs (produce path), slot.rs (a producer replaced after a
+//!                     fatal error), consumer.rs (group members), client_config.rs
+//!                     (shared librdkafka settings), context.rs (librdkafka logs)
 //! wiring.rs           Kafka behind the session's traits, one backend per shard
 //! metrics/            per-shard counters; sources.rs (what is read), exposition.rs
 //!                     (Prometheus), info.rs (INFO), http.rs (/metrics, /healthz,

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::auth::limiter::FailedAuthLimiter;
+use crate::auth::limiter::{FailedAuthLimiter, Prefixes};
 use crate::clients::Clients;
 use crate::config::Config;
 use crate::control::Control;
@@ -13,6 +13,7 @@ use crate::kafka::consumer::ConsumerService;
 use crate::kafka::producer::Producers;
 use crate::metrics::{self, Metrics, Sources};
 use crate::server::{self, Server};
+use crate::session::budget::ProcessBudget;
 use crate::wiring::KafkaBackend;
 
 /// glommio refuses to start an executor below this RLIMIT_MEMLOCK.
@@ -21,6 +22,7 @@ const MIN_MEMLOCK: u64 = 512 * 1024;
 /// Runs the gateway until SIGTERM/SIGINT, then drains and returns.
 pub fn run(config: Config) -> Result<()> {
     ensure_memlock()?;
+    ensure_nofile(&config)?;
     let config = Arc::new(config);
     let producers = Arc::new(Producers::create(&config)?);
     let control = Control::start(config.auth.clone())?;
@@ -44,9 +46,14 @@ pub fn run(config: Config) -> Result<()> {
         auth_failures: Arc::new(FailedAuthLimiter::new(
             server_config.max_auth_failures,
             server_config.auth_failure_window,
+            Prefixes {
+                v4: server_config.auth_failure_prefix_v4,
+                v6: server_config.auth_failure_prefix_v6,
+            },
         )),
         clients: Arc::clone(&sources.clients),
         metrics: Arc::clone(&sources.metrics),
+        buffered: ProcessBudget::new(server_config.max_buffered_bytes),
         shutdown: control.shutdown.clone(),
         listening: Arc::clone(&sources.listening),
     };
@@ -100,6 +107,58 @@ fn start_metrics_endpoint(sources: &Arc<Sources>, runtime: &tokio::runtime::Hand
     runtime.spawn(metrics::http::serve(listener, Arc::clone(sources)));
     tracing::info!(addr = %local, "metrics endpoint on http://{local}/metrics");
     Ok(())
+}
+
+/// Descriptors a subscriber costs: its librdkafka consumer's broker sockets,
+/// wake-up pipes and the like (about 9 measured; room for a second broker).
+const FDS_PER_SUBSCRIBER: u64 = 10;
+/// Descriptors beside the clients' and subscribers': listeners, producers'
+/// broker sockets, the MySQL pool, the metrics endpoint, io_uring rings.
+const FDS_BESIDES: u64 = 256;
+
+/// The descriptors `config` may need at once.
+fn descriptors_needed(config: &Config) -> u64 {
+    config.server.max_connections as u64
+        + config.server.max_subscribers as u64 * FDS_PER_SUBSCRIBER
+        + FDS_BESIDES
+}
+
+/// Out of descriptors, a server cannot even accept a client to tell it so.
+/// Raise the soft RLIMIT_NOFILE to what the configuration needs when the hard
+/// limit allows; else refuse to start, saying what to change.
+fn ensure_nofile(config: &Config) -> Result<()> {
+    let needed = descriptors_needed(config);
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot read RLIMIT_NOFILE");
+    }
+    if limit.rlim_cur == libc::RLIM_INFINITY || limit.rlim_cur >= needed {
+        return Ok(());
+    }
+    if limit.rlim_max == libc::RLIM_INFINITY || limit.rlim_max >= needed {
+        let raised = libc::rlimit {
+            rlim_cur: needed,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            tracing::info!(from = limit.rlim_cur, to = needed, "raised RLIMIT_NOFILE");
+            return Ok(());
+        }
+    }
+    bail!(
+        "RLIMIT_NOFILE allows {} descriptors, but server.max_connections ({}) and \
+         server.max_subscribers ({}, {} each) need about {needed}: raise the hard limit \
+         (`ulimit -Hn`, LimitNOFILE= in the systemd unit) or lower those settings",
+        limit.rlim_max,
+        config.server.max_connections,
+        config.server.max_subscribers,
+        FDS_PER_SUBSCRIBER,
+    )
 }
 
 /// io_uring locks memory; glommio needs RLIMIT_MEMLOCK ≥ 512 KiB. Raise the soft

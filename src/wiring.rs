@@ -10,7 +10,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::kafka::consumer::{self, ConsumerService};
-use crate::kafka::producer::{self, ClusterProducer, ProduceError, Producers};
+use crate::kafka::producer::{ProduceError, Producers};
+use crate::kafka::slot::{ProducerSlot, SlotDelivery};
 use crate::message::{Encoding, Fetched, Record};
 use crate::metrics::{self, Sources};
 use crate::session::backend::{Backend, JoinError, Membership, Produce};
@@ -26,11 +27,11 @@ pub struct KafkaBackend {
 }
 
 impl Backend for KafkaBackend {
-    type Producer = ClusterProducer;
+    type Producer = Arc<ProducerSlot>;
     type Member = consumer::Member;
     type JoinError = rdkafka::error::KafkaError;
 
-    fn producer(&self, cluster: &str) -> Option<ClusterProducer> {
+    fn producer(&self, cluster: &str) -> Option<Arc<ProducerSlot>> {
         self.producers.get(cluster, self.shard).cloned()
     }
 
@@ -45,6 +46,7 @@ impl Backend for KafkaBackend {
             .join(cluster, group, topic, color)
             .map_err(|e| match e {
                 consumer::JoinError::UnknownCluster => JoinError::UnknownCluster,
+                consumer::JoinError::Full => JoinError::Full,
                 consumer::JoinError::Kafka(e) => JoinError::Failed(e),
             })
     }
@@ -54,16 +56,16 @@ impl Backend for KafkaBackend {
     }
 }
 
-impl Produce for ClusterProducer {
+impl Produce for Arc<ProducerSlot> {
     type Error = ProduceError;
+    type Delivery = SlotDelivery;
 
-    async fn produce<'a>(
+    async fn enqueue<'a>(
         &'a self,
         record: &'a Record<'a>,
         deadline: Instant,
-    ) -> Result<(), ProduceError> {
-        let delivery = producer::send(self, record, deadline).await?;
-        producer::acknowledged(delivery).await
+    ) -> Result<SlotDelivery, ProduceError> {
+        self.send(record, deadline).await
     }
 }
 

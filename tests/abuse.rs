@@ -151,13 +151,6 @@ fn raise_nofile(want: u64) {
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
 }
 
-/// The gateway's resident memory, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn ten_thousand_authenticated_connections_are_held_and_served() {
     const N: usize = 10_000;
@@ -172,7 +165,7 @@ fn ten_thousand_authenticated_connections_are_held_and_served() {
         ..GatewayConfig::new(&db)
     }
     .start();
-    let rss_before = rss_kib(gw.pid());
+    let rss_before = gw.rss_kib();
     let started = Instant::now();
     // Plain sockets, one descriptor each (a `Client` holds two). AUTH is
     // written on each connection as it opens and the replies are read
@@ -192,7 +185,7 @@ fn ten_thousand_authenticated_connections_are_held_and_served() {
         assert_eq!(&reply, b"+OK\r\n", "connection {i}");
     }
     let authenticated = started.elapsed();
-    let rss = rss_kib(gw.pid());
+    let rss = gw.rss_kib();
 
     // One more is refused: the limit counts every connection.
     let mut extra = gw.client();
@@ -236,6 +229,8 @@ fn a_subscriber_that_never_reads_cannot_make_the_gateway_buffer() {
     let gw = GatewayConfig {
         cluster: "auto_offset_reset = \"earliest\"",
         consumer: "session_timeout = \"6s\"\npoll_timeout = \"1s\"\nbatch = 100",
+        // The client reads nothing for 5 s on purpose: no write timeout then.
+        server: "write_timeout = \"60s\"",
         extra: "[clusters.cluster1.kafka]\n\"queued.max.messages.kbytes\" = \"1024\"\n\
                 \"queued.min.messages\" = \"100\"\n",
         ..GatewayConfig::new(&db)
@@ -261,7 +256,7 @@ fn a_subscriber_that_never_reads_cannot_make_the_gateway_buffer() {
     let mut s = gw.subscriber(&common::dsn(&topic, "sub"));
     // The first MGET joins the group and shows the records are there.
     assert!(!s.mget("json").is_empty());
-    let before = rss_kib(gw.pid());
+    let before = gw.rss_kib();
     // Then MGETs enough for every record, never reading a reply.
     let mget = common::encode(&[b"MGET", b"json"]);
     s.send(&mget.repeat(MGETS));
@@ -270,7 +265,7 @@ fn a_subscriber_that_never_reads_cannot_make_the_gateway_buffer() {
     let mut peak = before;
     let watch = Instant::now();
     while watch.elapsed() < Duration::from_secs(5) {
-        peak = peak.max(rss_kib(gw.pid()));
+        peak = peak.max(gw.rss_kib());
         std::thread::sleep(Duration::from_millis(100));
     }
     let grown = peak.saturating_sub(before);

@@ -10,13 +10,16 @@ fn protocol_errors_answer_and_close() {
     let db = TestDb::new();
     let gw = Gateway::with_server(&db, "max_args = 4\nmax_bulk_len = 1000000");
     let mut bystander = gw.client();
-    let cases: [(&[u8], &str); 10] = [
+    let cases: [(&[u8], &str); 12] = [
         (b"*0\r\n", "empty multibulk"),
         (b"*-1\r\n", "invalid multibulk length"),
         (b"*1\r\n$-1\r\n", "invalid bulk length"),
         (b"*99999999999999999999\r\n", "invalid multibulk length"),
         (b"*5\r\n", "too many arguments"),
-        (b"*1\r\n$1000001\r\n", "invalid bulk length"),
+        // Before AUTH, redis-server's limits: 10 arguments of 16 KiB.
+        (b"*11\r\n", "unauthenticated multibulk length"),
+        (b"*1\r\n$16385\r\n", "unauthenticated bulk length"),
+        (b"*1\r\n$1000001\r\n", "unauthenticated bulk length"),
         (b"*1\r\n$x\r\n", "invalid bulk length"),
         (b"*1\r\n:5\r\n", "expected '$', got ':'"),
         (b"*1\r\n$4\r\nPINGxx", "missing CRLF after bulk data"),
@@ -33,6 +36,14 @@ fn protocol_errors_answer_and_close() {
         );
         c.expect_closed();
     }
+    // Once authenticated, the configured limits alone.
+    let mut c = gw.publisher(&common::seed_dsn("pub"));
+    c.send(b"*1\r\n$1000001\r\n");
+    assert_eq!(
+        c.read_reply(),
+        "-ERR Protocol error: invalid bulk length\r\n"
+    );
+    c.expect_closed();
     // An inline line longer than 64 KiB without a newline.
     let mut c = gw.client();
     c.send(&vec![b'a'; 70 * 1024]);

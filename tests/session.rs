@@ -276,7 +276,8 @@ fn inline_commands_work_like_telnet() {
 fn a_client_that_never_reads_cannot_make_the_gateway_buffer() {
     let db = TestDb::new();
     // At most 64 unanswered commands per connection.
-    let gw = Gateway::with_server(&db, "max_pipeline = 64");
+    // The client reads nothing for up to 2 s on purpose: no write timeout then.
+    let gw = Gateway::with_server(&db, "max_pipeline = 64\nwrite_timeout = \"60s\"");
     let mut c = gw.publisher(&seed_dsn("pub"));
     // Pipelined PINGs, never reading a reply. Once the socket buffers on both
     // sides are full, the gateway must stop reading, and the client's writes

@@ -23,6 +23,7 @@ use libfuzzer_sys::fuzz_target;
 
 const fn limits(max_args: usize, max_bulk_len: usize, inline: usize, request: usize) -> Limits {
     Limits {
+        unauthenticated: false,
         max_args,
         max_bulk_len,
         max_inline_len: inline,

@@ -38,6 +38,20 @@ pub enum DsnError {
     Malformed,
     #[error("role is neither pub nor sub")]
     BadRole,
+    #[error("color is not 1 to 64 of A-Z a-z 0-9 _ . -")]
+    BadColor,
+}
+
+/// The longest color: it becomes part of a consumer group's name.
+pub const MAX_COLOR_LEN: usize = 64;
+
+/// A color is 1 to 64 ASCII letters, digits, `_`, `.` or `-` (protocol.md §5):
+/// it names a consumer group (`<group>-<color>`) and travels in a header.
+fn is_valid_color(color: &str) -> bool {
+    (1..=MAX_COLOR_LEN).contains(&color.len())
+        && color
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 impl Dsn {
@@ -75,13 +89,18 @@ impl Dsn {
             Some("sub") => Role::Sub,
             _ => return Err(DsnError::BadRole),
         };
+        // `color=` with nothing is no color, as it always was.
+        let color = color.unwrap_or("");
+        if !color.is_empty() && !is_valid_color(color) {
+            return Err(DsnError::BadColor);
+        }
         Ok(Dsn {
             key: key.to_owned(),
             secret: secret.to_owned(),
             group: group.to_owned(),
             topic: topic.to_owned(),
             role,
-            color: color.unwrap_or("").to_owned(),
+            color: color.to_owned(),
         })
     }
 }
@@ -177,5 +196,28 @@ mod tests {
     fn debug_redacts_the_secret() {
         let text = format!("{:?}", ok("k:hunter2@g/topic=t&role=pub"));
         assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn colors_are_1_to_64_of_a_small_alphabet() {
+        assert_eq!(
+            ok("k:s@g/topic=t&role=sub&color=eu-1_a.b").color,
+            "eu-1_a.b"
+        );
+        assert_eq!(ok("k:s@g/topic=t&role=sub&color=").color, "", "no color");
+        let longest = "c".repeat(MAX_COLOR_LEN);
+        assert_eq!(
+            ok(&format!("k:s@g/topic=t&role=pub&color={longest}")).color,
+            longest
+        );
+        for bad in ["b%40d", "a b", "x+y", "\u{e9}t\u{e9}"] {
+            let raw = format!("k:s@g/topic=t&role=sub&color={bad}");
+            assert_eq!(Dsn::parse(raw.as_bytes()), Err(DsnError::BadColor), "{bad}");
+        }
+        let long = format!(
+            "k:s@g/topic=t&role=sub&color={}",
+            "c".repeat(MAX_COLOR_LEN + 1)
+        );
+        assert_eq!(Dsn::parse(long.as_bytes()), Err(DsnError::BadColor));
     }
 }

@@ -16,6 +16,17 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 pub use dsn::{Dsn, DsnError, Role};
+
+/// What the logs show of something that may be a secret (an unknown app key
+/// is often a secret in the key's place): the first 8 hex digits of its
+/// SHA-256, enough to tell two values apart, nothing to recover them by.
+pub fn fingerprint(value: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(value)[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 pub use snapshot::{AuthSnapshot, Denied, Grant};
 
 /// The current snapshot, readable lock-free from every shard, plus a change signal

@@ -62,6 +62,8 @@ pub enum Denied {
     WrongSecret,
     #[error("the group's operation lacks the bit for this role")]
     NoPermission,
+    #[error("the colored group could also be another grant's")]
+    ColorNotAllowed,
 }
 
 #[derive(Default)]
@@ -69,6 +71,9 @@ pub struct AuthSnapshot {
     apps: HashMap<String, App>,
     /// (app key, group) → topic → operation bits.
     grants: HashMap<(String, String), HashMap<String, i64>>,
+    /// group → the (app key, topic) pairs it is granted for: who may be a
+    /// member of a consumer group of that name.
+    by_group: HashMap<String, Vec<(String, String)>>,
     /// When the rows were read from MySQL.
     pub loaded_at: Option<SystemTime>,
 }
@@ -132,6 +137,11 @@ impl AuthSnapshot {
                 continue;
             };
             snapshot
+                .by_group
+                .entry(group.clone())
+                .or_default()
+                .push((key.clone(), auth.topic.clone()));
+            snapshot
                 .grants
                 .entry((key.clone(), group))
                 .or_default()
@@ -159,10 +169,35 @@ impl AuthSnapshot {
         if operation & bit == 0 {
             return Err(Denied::NoPermission);
         }
+        if dsn.role == Role::Sub && !dsn.color.is_empty() && self.color_collides(dsn) {
+            return Err(Denied::ColorNotAllowed);
+        }
         Ok(Grant {
             cluster: app.cluster.clone(),
             operation,
         })
+    }
+
+    /// Whether a subscriber's colored group `<group>-<color>` could also be
+    /// joined through another grant: a group of that very name, or one that
+    /// the name starts with followed by `-` (its subscribers derive the same
+    /// name with another color), granted to another app or to this app for
+    /// another topic. Either would put two parties in one consumer group:
+    /// one would read the other's records and move its offsets.
+    fn color_collides(&self, dsn: &Dsn) -> bool {
+        let derived = format!("{}-{}", dsn.group, dsn.color);
+        let own = (dsn.key.as_str(), dsn.topic.as_str());
+        let joinable_as = std::iter::once(derived.as_str()).chain(
+            derived
+                .match_indices('-')
+                .map(|(at, _)| &derived[..at])
+                // The subscriber's own group is what it was granted.
+                .filter(|prefix| *prefix != dsn.group),
+        );
+        joinable_as
+            .filter_map(|group| self.by_group.get(group))
+            .flatten()
+            .any(|(key, topic)| (key.as_str(), topic.as_str()) != own)
     }
 
     pub fn app_count(&self) -> usize {
@@ -290,5 +325,46 @@ mod tests {
             SystemTime::UNIX_EPOCH,
         );
         assert_eq!(built.snapshot.app_count(), 1);
+    }
+
+    #[test]
+    fn a_colored_group_must_belong_to_no_one_else() {
+        // app a: G on t (and G-own on t); app b: G-eu on t and a-b on t; app a
+        // also G2 on t and on u.
+        let built = AuthSnapshot::build(
+            vec![app(1, "a", "s", None), app(2, "b", "s", None)],
+            vec![
+                auth(1, 1, Some("G"), 3, "t"),
+                auth(2, 1, Some("G-own"), 3, "t"),
+                auth(3, 2, Some("G-eu"), 3, "t"),
+                auth(4, 2, Some("a-b"), 3, "t"),
+                auth(5, 1, Some("a"), 3, "t"),
+                auth(6, 1, Some("G2"), 3, "t"),
+                auth(7, 1, Some("G2-x"), 3, "u"),
+            ],
+            SystemTime::UNIX_EPOCH,
+        );
+        let s = built.snapshot;
+        let sub = |who: &str, group: &str, color: &str| {
+            s.authenticate(&dsn(&format!(
+                "{who}:s@{group}/topic=t&role=sub&color={color}"
+            )))
+        };
+        let refused = Err(Denied::ColorNotAllowed);
+        // Another app's group, exactly.
+        assert_eq!(sub("a", "G", "eu"), refused);
+        // Another app's group's colored name: b's G-eu with color x.
+        assert_eq!(sub("a", "G", "eu-x"), refused);
+        // `a` with color `b-c` and b's `a-b` with color `c` meet at a-b-c.
+        assert_eq!(sub("a", "a", "b-c"), refused);
+        // The same app's group for another topic.
+        assert_eq!(sub("a", "G2", "x"), refused);
+        // The same app's group for the same topic is its own.
+        assert!(sub("a", "G", "own").is_ok());
+        assert!(sub("a", "G", "us").is_ok());
+        // Publishers' colors name no group.
+        assert!(s
+            .authenticate(&dsn("a:s@G/topic=t&role=pub&color=eu"))
+            .is_ok());
     }
 }

@@ -26,7 +26,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
@@ -43,6 +43,7 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug)]
 pub struct FetchSettings {
     pub batch: usize,
+    pub max_batch_bytes: usize,
     pub batch_window: Duration,
     pub poll_timeout: Duration,
 }
@@ -64,6 +65,8 @@ pub struct ConsumerService {
     clusters: HashMap<String, ClientConfig>,
     settings: FetchSettings,
     live: Arc<LiveMembers>,
+    /// `server.max_subscribers`.
+    max_members: usize,
     pub stats: Arc<ConsumerStats>,
     /// Numbers members in logs, so one member's story can be followed.
     next_member: AtomicU64,
@@ -92,6 +95,8 @@ enum Command {
 pub enum JoinError {
     #[error("no such cluster in the configuration")]
     UnknownCluster,
+    #[error("server.max_subscribers members are live")]
+    Full,
     #[error("{0}")]
     Kafka(#[from] KafkaError),
 }
@@ -126,10 +131,12 @@ impl ConsumerService {
             clusters,
             settings: FetchSettings {
                 batch: config.consumer.batch,
+                max_batch_bytes: config.consumer.max_batch_bytes,
                 batch_window: config.consumer.batch_window,
                 poll_timeout: config.consumer.poll_timeout,
             },
             live: Arc::new(LiveMembers::default()),
+            max_members: config.server.max_subscribers,
             stats: Arc::new(ConsumerStats::default()),
             next_member: AtomicU64::new(1),
         }
@@ -148,6 +155,9 @@ impl ConsumerService {
             .clusters
             .get(cluster)
             .ok_or(JoinError::UnknownCluster)?;
+        // The slot is taken before the consumer is made: its threads and
+        // descriptors are what the cap bounds.
+        let slot = MemberSlot::take(&self.live, self.max_members).ok_or(JoinError::Full)?;
         let mut config = base.clone();
         config.set("group.id", group);
         let context = MemberContext {
@@ -171,12 +181,11 @@ impl ConsumerService {
             settings: self.settings.clone(),
             color: color.to_owned(),
             stats: Arc::clone(&self.stats),
+            carried: Mutex::new(None),
         };
-        let live = Arc::clone(&self.live);
-        live.enter();
         self.runtime.spawn(async move {
             task.run(receiver, gone_signal).await;
-            live.leave();
+            drop(slot);
         });
         Ok(Member {
             commands,
@@ -224,16 +233,34 @@ impl LiveMembers {
         self.count.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn enter(&self) {
-        *self.lock() += 1;
-    }
-
     fn leave(&self) {
         let mut count = self.lock();
         *count -= 1;
         if *count == 0 {
             self.all_left.notify_all();
         }
+    }
+}
+
+/// A member's place among the live ones; left when dropped (the member's task
+/// ended, or it could not be made).
+struct MemberSlot(Arc<LiveMembers>);
+
+impl MemberSlot {
+    /// A slot, unless `max` members are live.
+    fn take(live: &Arc<LiveMembers>, max: usize) -> Option<MemberSlot> {
+        let mut count = live.lock();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(MemberSlot(Arc::clone(live)))
+    }
+}
+
+impl Drop for MemberSlot {
+    fn drop(&mut self) {
+        self.0.leave();
     }
 }
 
@@ -267,6 +294,16 @@ struct MemberTask {
     settings: FetchSettings,
     color: String,
     stats: Arc<ConsumerStats>,
+    /// A message that did not fit the last MGET's byte cap: the next MGET's
+    /// first. Already accepted (its color checked, its offset delivered).
+    carried: Mutex<Option<OwnedMessage>>,
+}
+
+/// An MGET's batch as it fills.
+#[derive(Default)]
+struct Batch {
+    messages: Vec<Bytes>,
+    bytes: usize,
 }
 
 impl MemberTask {
@@ -341,10 +378,25 @@ impl MemberTask {
         let context = self.consumer.context();
         let poll_deadline = Instant::now() + self.settings.poll_timeout;
         let mut deadline = poll_deadline;
-        let mut batch = Vec::new();
+        let mut batch = Batch::default();
+        let carried = self
+            .carried
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(message) = carried {
+            let metadata = headers_of(&message).1;
+            let encoded = self.encode(&message, metadata, encoding);
+            batch.bytes += encoded.len();
+            batch.messages.push(encoded);
+            deadline = (Instant::now() + self.settings.batch_window).min(poll_deadline);
+        }
         // One stream for the whole fetch: it registers with the consumer once.
         let mut messages = self.consumer.stream();
         'fetch: loop {
+            if self.full(&batch) {
+                break;
+            }
             if context.lock().starved {
                 let _ = reply.send(Fetched::TooManyConsumers);
                 return;
@@ -359,7 +411,7 @@ impl MemberTask {
                         }
                         // The batch window starts with the first message for
                         // the client (not with a skipped one).
-                        if deadline == poll_deadline && !batch.is_empty() {
+                        if deadline == poll_deadline && !batch.messages.is_empty() {
                             deadline =
                                 (Instant::now() + self.settings.batch_window).min(poll_deadline);
                         }
@@ -389,7 +441,7 @@ impl MemberTask {
                         }
                         // The batch window starts with the first message for
                         // the client (not with a skipped one).
-                        if deadline == poll_deadline && !batch.is_empty() {
+                        if deadline == poll_deadline && !batch.messages.is_empty() {
                             deadline = (Instant::now() + self.settings.batch_window).min(poll_deadline);
                         }
                     }
@@ -398,39 +450,36 @@ impl MemberTask {
         }
         self.stats
             .messages_delivered
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let _ = reply.send(Fetched::Messages(batch));
+            .fetch_add(batch.messages.len() as u64, Ordering::Relaxed);
+        let _ = reply.send(Fetched::Messages(batch.messages));
     }
 
     /// Adds `message` to `batch` unless its color skips it; true when the batch
-    /// is full.
-    fn take(
-        &self,
-        message: &BorrowedMessage<'_>,
-        encoding: Encoding,
-        batch: &mut Vec<Bytes>,
-    ) -> bool {
+    /// is full: `batch` messages, or `max_batch_bytes`. A message that would
+    /// take a batch past its bytes waits for the next MGET instead; alone, it
+    /// goes whatever its size.
+    fn take(&self, message: &BorrowedMessage<'_>, encoding: Encoding, batch: &mut Batch) -> bool {
+        let max_bytes = self.settings.max_batch_bytes;
         if let Some(encoded) = self.accept(message, encoding) {
-            batch.push(encoded);
+            if !batch.messages.is_empty() && batch.bytes + encoded.len() > max_bytes {
+                *self.carried.lock().unwrap_or_else(|e| e.into_inner()) = Some(message.detach());
+                return true;
+            }
+            batch.bytes += encoded.len();
+            batch.messages.push(encoded);
         }
-        batch.len() >= self.settings.batch
+        self.full(batch)
+    }
+
+    fn full(&self, batch: &Batch) -> bool {
+        batch.messages.len() >= self.settings.batch || batch.bytes >= self.settings.max_batch_bytes
     }
 
     /// Encodes a message for the client, or skips it when it carries another
     /// color (protocol.md §5).
     fn accept(&self, message: &BorrowedMessage<'_>, encoding: Encoding) -> Option<Bytes> {
         let (partition, offset) = (message.partition(), message.offset());
-        let mut color = None;
-        let mut metadata = None;
-        if let Some(headers) = message.headers() {
-            for header in headers.iter() {
-                match header.key {
-                    "color" => color = header.value,
-                    "metadata" => metadata = header.value,
-                    _ => {}
-                }
-            }
-        }
+        let (color, metadata) = headers_of(message);
         let mut state = self.consumer.context().lock();
         let offsets = state.offsets.entry(partition).or_default();
         if color.is_some_and(|c| !c.is_empty() && c != self.color.as_bytes()) {
@@ -440,12 +489,21 @@ impl MemberTask {
         }
         offsets.delivered(offset);
         drop(state);
+        Some(self.encode(message, metadata, encoding))
+    }
+
+    fn encode<M: Message>(
+        &self,
+        message: &M,
+        metadata: Option<&[u8]>,
+        encoding: Encoding,
+    ) -> Bytes {
         let (encoded, notes) = Consumed {
             key: message.key(),
             value: message.payload(),
             topic: message.topic(),
-            partition,
-            offset,
+            partition: message.partition(),
+            offset: message.offset(),
             timestamp_ms: message.timestamp().to_millis(),
             metadata,
         }
@@ -453,8 +511,23 @@ impl MemberTask {
         if notes.value_not_json {
             self.stats.values_not_json.fetch_add(1, Ordering::Relaxed);
         }
-        Some(encoded)
+        encoded
     }
+}
+
+/// A message's `color` and `metadata` headers.
+fn headers_of<M: Message>(message: &M) -> (Option<&[u8]>, Option<&[u8]>) {
+    let (mut color, mut metadata) = (None, None);
+    if let Some(headers) = message.headers() {
+        for header in headers.iter() {
+            match header.key {
+                "color" => color = header.value,
+                "metadata" => metadata = header.value,
+                _ => {}
+            }
+        }
+    }
+    (color, metadata)
 }
 
 /// Resolves once the member's connection is closing, and at once after that.

@@ -4,3 +4,4 @@ pub mod client_config;
 pub mod consumer;
 pub mod context;
 pub mod producer;
+pub mod slot;

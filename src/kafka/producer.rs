@@ -7,9 +7,13 @@
 //! acknowledged the record under `acks`, on librdkafka's delivery thread.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -17,6 +21,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::client_config;
 use super::context::KafkaContext;
+use super::slot::ProducerSlot;
 use crate::config::{ClusterConfig, Config, ProducerLayout};
 use crate::message::Record;
 
@@ -29,7 +34,7 @@ pub type ClusterProducer = FutureProducer<KafkaContext>;
 /// The producers, by cluster name.
 pub struct Producers {
     /// Per cluster: one producer, or one per shard (`server.producers`).
-    by_cluster: HashMap<String, Vec<ClusterProducer>>,
+    by_cluster: HashMap<String, Vec<Arc<ProducerSlot>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,18 +51,16 @@ impl Producers {
             ProducerLayout::Shared => 1,
             ProducerLayout::PerShard => config.shard_count(),
         };
+        // server.max_in_flight_bytes is for the whole process: each
+        // instance's queue gets its share.
+        let instances = (copies * config.clusters.len()).max(1);
+        let queue_kbytes = (config.server.max_in_flight_bytes / instances / 1024).max(1);
         let mut by_cluster = HashMap::new();
         for (name, cluster) in &config.clusters {
             let producers = (0..copies)
                 .map(|_| {
-                    let context = KafkaContext {
-                        cluster: name.clone(),
-                    };
-                    producer_config(cluster, config)
-                        .create_with_context(context)
-                        .with_context(|| {
-                            format!("cannot create the Kafka producer for cluster {name}")
-                        })
+                    let config = producer_config(cluster, config, queue_kbytes);
+                    ProducerSlot::new(name, config).map(Arc::new)
                 })
                 .collect::<Result<Vec<_>>>()?;
             by_cluster.insert(name.clone(), producers);
@@ -66,7 +69,7 @@ impl Producers {
     }
 
     /// The producer for `cluster` that shard `shard` (0-based) uses.
-    pub fn get(&self, cluster: &str, shard: usize) -> Option<&ClusterProducer> {
+    pub fn get(&self, cluster: &str, shard: usize) -> Option<&Arc<ProducerSlot>> {
         let producers = self.by_cluster.get(cluster)?;
         producers.get(shard % producers.len().max(1))
     }
@@ -74,8 +77,8 @@ impl Producers {
     /// Waits up to `timeout` for everything queued to be delivered.
     pub fn flush_all(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        for (name, producers) in &self.by_cluster {
-            for producer in producers {
+        for (name, slots) in &self.by_cluster {
+            for producer in slots.iter().flat_map(|slot| slot.all()) {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if let Err(e) = producer.flush(left) {
                     tracing::warn!(cluster = %name, error = %e, "flush at shutdown incomplete");
@@ -95,7 +98,7 @@ impl Producers {
                 // auto-create it for a producer.
                 let up = producers
                     .first()
-                    .is_some_and(|p| p.client().fetch_metadata(None, timeout).is_ok());
+                    .is_some_and(|p| p.current().client().fetch_metadata(None, timeout).is_ok());
                 (name.clone(), up)
             })
             .collect();
@@ -107,12 +110,25 @@ impl Producers {
         self.by_cluster
             .values()
             .flatten()
+            .flat_map(|slot| slot.all())
             .map(|p| p.in_flight_count())
             .sum()
     }
+
+    /// The clusters whose latest produce failed, by name.
+    pub fn failing(&self) -> Vec<String> {
+        let mut failing: Vec<String> = self
+            .by_cluster
+            .iter()
+            .filter(|(_, slots)| slots.iter().any(|slot| slot.failing()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        failing.sort();
+        failing
+    }
 }
 
-fn producer_config(cluster: &ClusterConfig, config: &Config) -> ClientConfig {
+fn producer_config(cluster: &ClusterConfig, config: &Config, queue_kbytes: usize) -> ClientConfig {
     let mut c = client_config::base(cluster);
     c.set("partitioner", &cluster.partitioner)
         .set("acks", "all")
@@ -124,6 +140,9 @@ fn producer_config(cluster: &ClusterConfig, config: &Config) -> ClientConfig {
             "message.timeout.ms",
             config.server.delivery_timeout.as_millis().to_string(),
         )
+        // Bounds librdkafka's copy of the records in flight; past it a SET
+        // waits for room (`send`) until its deadline.
+        .set("queue.buffering.max.kbytes", queue_kbytes.to_string())
         .set(
             "message.max.bytes",
             (config.server.max_value_bytes + RECORD_OVERHEAD)
@@ -134,12 +153,12 @@ fn producer_config(cluster: &ClusterConfig, config: &Config) -> ClientConfig {
 }
 
 /// Enqueues one record. Retries while librdkafka's local queue is full, until
-/// `deadline`; then hands back the delivery future.
+/// `deadline`; then hands back what resolves at the acknowledgement.
 pub async fn send(
     producer: &ClusterProducer,
     record: &Record<'_>,
     deadline: Instant,
-) -> Result<DeliveryFuture, ProduceError> {
+) -> Result<Delivery, ProduceError> {
     let mut backoff = Duration::from_millis(1);
     loop {
         let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
@@ -157,7 +176,7 @@ pub async fn send(
             .payload(record.value)
             .headers(headers);
         match producer.send_result(future_record) {
-            Ok(delivery) => return Ok(delivery),
+            Ok(delivery) => return Ok(Delivery(delivery)),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 let now = Instant::now();
                 if now >= deadline {
@@ -175,12 +194,18 @@ pub async fn send(
     }
 }
 
-/// Waits for the broker's acknowledgement of one record.
-pub async fn acknowledged(delivery: DeliveryFuture) -> Result<(), ProduceError> {
-    match delivery.await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err((e, _))) => Err(ProduceError::Kafka(e)),
-        Err(_) => Err(ProduceError::Canceled),
+/// The broker's acknowledgement of one record, or why there is none.
+pub struct Delivery(DeliveryFuture);
+
+impl Future for Delivery {
+    type Output = Result<(), ProduceError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|outcome| match outcome {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(ProduceError::Kafka(e)),
+            Err(_) => Err(ProduceError::Canceled),
+        })
     }
 }
 
@@ -237,7 +262,7 @@ mod tests {
              [clusters.c1]\nbrokers = \"127.0.0.1:9093\"\n",
         )
         .unwrap();
-        let c = producer_config(&config.clusters["c1"], &config);
+        let c = producer_config(&config.clusters["c1"], &config, 1024);
         assert_eq!(c.get("message.timeout.ms"), Some("45000"));
         assert_eq!(c.get("enable.idempotence"), Some("true"));
         assert_eq!(c.get("acks"), Some("all"));

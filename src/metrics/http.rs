@@ -4,7 +4,8 @@
 //! - `GET /metrics`: the Prometheus exposition ([`super::exposition`]);
 //! - `GET /healthz`: `200 ok` while the process serves requests at all;
 //! - `GET /readyz`: `200` when the gateway should get traffic: auth data loaded,
-//!   every configured Kafka cluster answering, not shutting down; else `503`.
+//!   every configured Kafka cluster answering and its latest produce not failed,
+//!   not shutting down; else `503`.
 //!   The JSON body says why, and how stale the auth data is (a MySQL outage
 //!   keeps the gateway serving from its last snapshot, so it stays ready).
 
@@ -100,13 +101,15 @@ async fn readiness(sources: Arc<Sources>) -> Response<Full<Bytes>> {
         .await
         .unwrap_or_default();
     let all_reachable = !clusters.is_empty() && clusters.iter().all(|(_, up)| *up);
-    let ready = refresh.loads > 0 && all_reachable && !stopping;
+    let failing = sources.producers.failing();
+    let ready = refresh.loads > 0 && all_reachable && failing.is_empty() && !stopping;
     let body = serde_json::json!({
         "ready": ready,
         "shutting_down": stopping,
         "auth_snapshot_age_seconds": (refresh.snapshot_age.as_secs_f64() * 10.0).round() / 10.0,
         "auth_refresh_failures": refresh.failures,
         "auth_consecutive_refresh_failures": refresh.consecutive_failures,
+        "produces_failing": failing,
         "clusters": clusters
             .into_iter()
             .map(|(name, up)| (name, serde_json::Value::Bool(up)))

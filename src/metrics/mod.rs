@@ -28,28 +28,34 @@ pub enum AuthOutcome {
     Ok,
     Malformed,
     BadRole,
+    BadColor,
     UnknownKey,
     UnknownGroup,
     WrongTopic,
     WrongSecret,
     NoPermission,
+    ColorNotAllowed,
     ClusterNotConfigured,
     RateLimited,
+    SubscribersFull,
     ConsumerFailed,
 }
 
 impl AuthOutcome {
-    pub const ALL: [AuthOutcome; 11] = [
+    pub const ALL: [AuthOutcome; 14] = [
         AuthOutcome::Ok,
         AuthOutcome::Malformed,
         AuthOutcome::BadRole,
+        AuthOutcome::BadColor,
         AuthOutcome::UnknownKey,
         AuthOutcome::UnknownGroup,
         AuthOutcome::WrongTopic,
         AuthOutcome::WrongSecret,
         AuthOutcome::NoPermission,
+        AuthOutcome::ColorNotAllowed,
         AuthOutcome::ClusterNotConfigured,
         AuthOutcome::RateLimited,
+        AuthOutcome::SubscribersFull,
         AuthOutcome::ConsumerFailed,
     ];
 
@@ -58,13 +64,16 @@ impl AuthOutcome {
             AuthOutcome::Ok => "ok",
             AuthOutcome::Malformed => "malformed",
             AuthOutcome::BadRole => "bad_role",
+            AuthOutcome::BadColor => "bad_color",
             AuthOutcome::UnknownKey => "unknown_key",
             AuthOutcome::UnknownGroup => "unknown_group",
             AuthOutcome::WrongTopic => "wrong_topic",
             AuthOutcome::WrongSecret => "wrong_secret",
             AuthOutcome::NoPermission => "no_permission",
+            AuthOutcome::ColorNotAllowed => "color_not_allowed",
             AuthOutcome::ClusterNotConfigured => "cluster_not_configured",
             AuthOutcome::RateLimited => "rate_limited",
+            AuthOutcome::SubscribersFull => "subscribers_full",
             AuthOutcome::ConsumerFailed => "consumer_failed",
         }
     }
@@ -78,6 +87,7 @@ impl From<&Denied> for AuthOutcome {
             Denied::WrongTopic => AuthOutcome::WrongTopic,
             Denied::WrongSecret => AuthOutcome::WrongSecret,
             Denied::NoPermission => AuthOutcome::NoPermission,
+            Denied::ColorNotAllowed => AuthOutcome::ColorNotAllowed,
         }
     }
 }

@@ -28,6 +28,31 @@ pub struct Limits {
     pub max_inline_len: usize,
     /// Longest RESP array command on the wire, headers and CRLFs included.
     pub max_request_len: usize,
+    /// The client has not authenticated: redis-server's limits for that case
+    /// apply too (at most [`UNAUTHENTICATED_MAX_ARGS`] arguments of
+    /// [`UNAUTHENTICATED_MAX_BULK`] bytes), with its texts
+    /// (`unauthenticated multibulk length`, `unauthenticated bulk length`).
+    pub unauthenticated: bool,
+}
+
+/// Most arguments of a request before AUTH (redis-server's).
+pub const UNAUTHENTICATED_MAX_ARGS: usize = 10;
+/// Largest argument before AUTH (redis-server's).
+pub const UNAUTHENTICATED_MAX_BULK: usize = 16 * 1024;
+
+impl Limits {
+    /// These limits, tightened for a client that has proven nothing yet: it
+    /// costs at most one request of 10 × 16 KiB.
+    pub fn before_auth(self) -> Limits {
+        Limits {
+            max_inline_len: self.max_inline_len.min(UNAUTHENTICATED_MAX_BULK),
+            max_request_len: self
+                .max_request_len
+                .min(UNAUTHENTICATED_MAX_ARGS * (UNAUTHENTICATED_MAX_BULK + 32)),
+            unauthenticated: true,
+            ..self
+        }
+    }
 }
 
 impl Default for Limits {
@@ -37,6 +62,7 @@ impl Default for Limits {
             max_bulk_len: (1 << 20) + (4 << 10),
             max_inline_len: 64 << 10,
             max_request_len: 4 << 20,
+            unauthenticated: false,
         }
     }
 }
@@ -126,6 +152,12 @@ pub enum ProtocolError {
     /// `*` not followed by a decimal count and CRLF, or a negative or overflowing count.
     #[error("invalid multibulk length")]
     InvalidMultibulkLength,
+    /// Before AUTH, an array longer than the unauthenticated limit.
+    #[error("unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    /// Before AUTH, a bulk string longer than the unauthenticated limit.
+    #[error("unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
     /// `*0`: a command needs at least its name.
     #[error("empty multibulk")]
     EmptyMultibulk,
@@ -189,6 +221,12 @@ impl Parser {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// New limits for the commands after the current one (the connection
+    /// authenticated). Call it between commands, never mid-command.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Splits the next complete command off the front of `buf` (via `split_to(n).freeze()`, args
@@ -266,6 +304,9 @@ impl Parser {
             _ => match read_len(window, 1).map_err(|()| ProtocolError::InvalidMultibulkLength)? {
                 None => return Ok(None),
                 Some((0, _)) => return Err(ProtocolError::EmptyMultibulk),
+                Some((n, _)) if limits.unauthenticated && n > UNAUTHENTICATED_MAX_ARGS as u64 => {
+                    return Err(ProtocolError::UnauthenticatedMultibulkLength)
+                }
                 Some((n, _)) if n > limits.max_args as u64 => {
                     return Err(ProtocolError::TooManyArguments)
                 }
@@ -285,6 +326,9 @@ impl Parser {
             else {
                 break;
             };
+            if limits.unauthenticated && len > UNAUTHENTICATED_MAX_BULK as u64 {
+                return Err(ProtocolError::UnauthenticatedBulkLength);
+            }
             if len > limits.max_bulk_len as u64 {
                 return Err(ProtocolError::InvalidBulkLength);
             }
@@ -517,6 +561,7 @@ mod tests {
             max_bulk_len: 10,
             max_inline_len: 16,
             max_request_len: 48,
+            unauthenticated: false,
         }
     }
 
@@ -853,6 +898,7 @@ mod tests {
             max_bulk_len: 16,
             max_inline_len: 32,
             max_request_len: 64,
+            unauthenticated: false,
         }
     }
 
@@ -914,5 +960,33 @@ mod tests {
             let expect = Outcome { commands, error: None, left: 0 };
             prop_assert_eq!(feed_chunks(D(), &input, &sizes), expect);
         }
+    }
+
+    #[test]
+    fn before_auth_redis_servers_limits_with_its_texts() {
+        let limits = D().before_auth();
+        err(limits, b"*11\r\n", &[], UnauthenticatedMultibulkLength);
+        err(
+            limits,
+            b"*2\r\n$4\r\nAUTH\r\n$16385\r\n",
+            &[],
+            UnauthenticatedBulkLength,
+        );
+        ok(
+            limits,
+            &encode(&[b"ECHO", &[b'x'; 16384]]),
+            &[&[b"ECHO", &[b'x'; 16384]]],
+            0,
+        );
+        // A configured limit stricter than redis-server's keeps its own text.
+        let strict = Limits { max_args: 4, ..D() }.before_auth();
+        err(strict, b"*5\r\n", &[], TooManyArguments);
+        // Once authenticated (the limits replaced between commands), the
+        // configured ones alone.
+        let mut parser = Parser::new(limits);
+        let mut buf = BytesMut::from(&b"*1\r\n$4\r\nPING\r\n*11\r\n"[..]);
+        assert!(parser.parse(&mut buf).unwrap().is_some());
+        parser.set_limits(D());
+        assert_eq!(parser.parse(&mut buf), Ok(None));
     }
 }

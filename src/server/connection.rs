@@ -8,6 +8,7 @@
 //! its replies stops the reader once the FIFO is full, instead of making the
 //! gateway buffer.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -16,23 +17,35 @@ use bytes::BytesMut;
 use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
+use tokio::sync::watch;
+
 use crate::auth::Role;
+use crate::config::ServerConfig;
 use crate::errors;
 use crate::metrics::ShardStats;
 use crate::resp::{Limits, Parser};
 use crate::session::{Backend, Reply, Session, Then};
 
-use super::outbox::{self, Inbox, Outbox, Outgoing};
+use super::outbox::{self, Held, Inbox, Outbox, Outgoing, WriterGone};
 use super::shard::ShardContext;
 
 /// Smallest and largest read; reads start small so that idle connections stay
 /// cheap, and grow while the client keeps filling them.
 const MIN_READ: usize = 1024;
 const MAX_READ: usize = 64 * 1024;
+/// The bytes of an unfinished request a connection holds without counting
+/// them against the process's budget (`max_buffered_bytes`).
+const UNCOUNTED_REQUEST_BYTES: usize = 64 * 1024;
 /// A read buffer left larger than this after a big command is released.
 const KEEP_BUFFER: usize = 256 * 1024;
 /// Replies gathered before a write even if more are ready.
 const WRITE_BATCH: usize = 64 * 1024;
+/// What replies a client may leave unread before AUTH: the setup chatter of
+/// client libraries is a handful of short replies.
+const UNAUTHENTICATED_REPLIES: Held = Held {
+    replies: 16,
+    bytes: 64 * 1024,
+};
 
 /// A client's byte stream: a TCP socket, or a TLS session over one.
 pub trait ClientStream: AsyncRead + AsyncWrite + Unpin {}
@@ -47,13 +60,20 @@ pub async fn serve<S: ClientStream, B: Backend>(
     let (reader, writer) = futures_lite::io::split(stream);
     // The connection ends when the reader returns: its outbox is dropped, and
     // the writer closes after the last queued reply.
-    let (outbox, inbox) = outbox::new(shard.server.max_pipeline);
+    let server = &shard.server;
+    let (outbox, inbox) = outbox::new(
+        UNAUTHENTICATED_REPLIES,
+        Held {
+            replies: server.max_pipeline as u64,
+            bytes: server.max_connection_bytes as u64,
+        },
+    );
     let session = Session::new(Rc::clone(&shard.sessions), peer, shard.index);
     let stats = &shard.sessions.stats;
-    let mut writing = std::pin::pin!(write_side(writer, inbox, stats));
+    let mut writing = std::pin::pin!(write_side(writer, inbox, stats, server.write_timeout));
     let reading = read_side(reader, session, outbox, &shard);
     // The writer ends first after a reply that closes the connection, or when
-    // the client stopped taking replies; then reading stops too.
+    // the client stopped taking replies (write_timeout); then reading stops too.
     let ended = future::or(
         async {
             (&mut writing).await;
@@ -64,7 +84,8 @@ pub async fn serve<S: ClientStream, B: Backend>(
     .await;
     // Otherwise the reader ended. Replies still pending are written unless the
     // client is gone: dropping them then cancels what waits for them (a
-    // subscriber's long poll) at once.
+    // subscriber's long poll) at once. Bounded: every write gives up after
+    // write_timeout without progress.
     if ended == Some(ReadEnd::Finish) {
         writing.await;
     }
@@ -80,11 +101,48 @@ enum ReadEnd {
     Finish,
 }
 
-enum Event {
-    Read(std::io::Result<usize>),
+/// What ends a wait of the reader, besides what it waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Interrupt {
     Deadline,
     GrantsChanged,
     Shutdown,
+}
+
+/// The reader's deadline and the signals that end its waits.
+struct Watch {
+    deadline: Instant,
+    /// Only an authenticated connection has a grant to lose.
+    authenticated: bool,
+    grants: watch::Receiver<u64>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Watch {
+    /// The first of: the deadline, a change of the grants, shutdown.
+    async fn interrupt(&mut self) -> Interrupt {
+        let deadline = self.deadline;
+        let timer = async {
+            glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+            Interrupt::Deadline
+        };
+        let authenticated = self.authenticated;
+        let grants = &mut self.grants;
+        let grants_changed = async {
+            if !authenticated || grants.changed().await.is_err() {
+                future::pending::<()>().await;
+            }
+            Interrupt::GrantsChanged
+        };
+        let shutdown = &mut self.shutdown;
+        let stop = async {
+            if shutdown.wait_for(|stopping| *stopping).await.is_err() {
+                future::pending::<()>().await;
+            }
+            Interrupt::Shutdown
+        };
+        future::or(timer, future::or(grants_changed, stop)).await
+    }
 }
 
 async fn read_side<S: ClientStream, B: Backend>(
@@ -99,6 +157,18 @@ async fn read_side<S: ClientStream, B: Backend>(
     end
 }
 
+/// The parser limits once authenticated. A whole command may be one largest
+/// argument plus 64 KiB (the key, the metadata, the framing): what a request
+/// costs in the read buffer is bounded by what a SET needs.
+fn authenticated_limits(server: &ServerConfig) -> Limits {
+    Limits {
+        max_args: server.max_args,
+        max_bulk_len: server.max_bulk_len,
+        max_request_len: server.max_bulk_len + 64 * 1024,
+        ..Limits::default()
+    }
+}
+
 async fn read_loop<S: ClientStream, B: Backend>(
     mut reader: ReadHalf<S>,
     mut session: Session<B>,
@@ -107,17 +177,20 @@ async fn read_loop<S: ClientStream, B: Backend>(
 ) -> ReadEnd {
     let server = &shard.server;
     let stats = &shard.sessions.stats;
-    let mut parser = Parser::new(Limits {
-        max_args: server.max_args,
-        max_bulk_len: server.max_bulk_len,
-        ..Limits::default()
-    });
-    let mut grants = shard.sessions.auth.watch();
-    let mut shutdown = shard.shutdown.clone();
+    let mut parser = Parser::new(authenticated_limits(server).before_auth());
     let connected = Instant::now();
+    let mut watch = Watch {
+        deadline: connected + server.auth_timeout,
+        authenticated: false,
+        grants: shard.sessions.auth.watch(),
+        shutdown: shard.shutdown.clone(),
+    };
     let mut last_command = connected;
     let mut buf = BytesMut::new();
     let mut read_size = MIN_READ;
+    // The part of an unfinished request past its first 64 KiB, counted
+    // against the process's budget while it is read.
+    let mut _unfinished = None;
 
     loop {
         // Everything already buffered is dispatched before reading more.
@@ -127,9 +200,21 @@ async fn read_loop<S: ClientStream, B: Backend>(
                 Ok(Some(command)) => {
                     commands += 1;
                     let step = session.handle(command);
+                    if !watch.authenticated && session.role().is_some() {
+                        // Authenticated by this command: the limits of a client
+                        // that proved who it is, from the next command on.
+                        watch.authenticated = true;
+                        parser.set_limits(authenticated_limits(server));
+                        outbox.grow();
+                        // The auth timeout no longer applies; the idle one
+                        // runs from now.
+                        watch.deadline = idle_deadline(server, session.role(), Instant::now());
+                    }
                     let resp3 = session.resp3();
-                    if outbox.push(step.reply, resp3).await.is_err() {
-                        return ReadEnd::Finish;
+                    if let Err(end) =
+                        push(outbox, step.reply, resp3, &mut session, &mut watch).await
+                    {
+                        return end;
                     }
                     match step.then {
                         Then::Continue => {}
@@ -160,61 +245,103 @@ async fn read_loop<S: ClientStream, B: Backend>(
         if buf.is_empty() && buf.capacity() > KEEP_BUFFER {
             buf = BytesMut::new();
         }
-
-        let deadline = match session.role() {
+        let beyond = buf.len().saturating_sub(UNCOUNTED_REQUEST_BYTES);
+        _unfinished = (beyond > 0).then(|| session.hold_for_reading(beyond));
+        watch.deadline = match session.role() {
             None => connected + server.auth_timeout,
-            Some(Role::Pub) => last_command + server.pub_idle_timeout,
-            Some(Role::Sub) => last_command + server.sub_idle_timeout,
+            role => idle_deadline(server, role, last_command),
         };
-        let start = buf.len();
-        let want = read_size.max(parser.bytes_needed().saturating_sub(start).min(MAX_READ));
-        buf.resize(start + want, 0);
-        let event = {
-            let read = async { Event::Read(reader.read(&mut buf[start..]).await) };
-            let timer = async {
-                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
-                Event::Deadline
-            };
-            let grants_changed = async {
-                // Only an authenticated connection has a grant to lose.
-                if session.role().is_none() || grants.changed().await.is_err() {
-                    future::pending::<()>().await;
+        // Produces not yet handed to Kafka hold their bytes: past the
+        // connection's budget, nothing more is read until they are.
+        let room = if session.has_room_to_read() {
+            Ok(())
+        } else {
+            until(session.room_to_read(), &mut watch).await
+        };
+        let event = match room {
+            Err(interrupt) => interrupt,
+            Ok(()) => {
+                let start = buf.len();
+                let want = read_size.max(parser.bytes_needed().saturating_sub(start).min(MAX_READ));
+                buf.resize(start + want, 0);
+                match until(reader.read(&mut buf[start..]), &mut watch).await {
+                    Ok(Ok(n)) if n > 0 => {
+                        stats.bytes_in(n);
+                        buf.truncate(start + n);
+                        read_size = if n == want {
+                            (read_size * 2).min(MAX_READ)
+                        } else {
+                            MIN_READ
+                        };
+                        continue;
+                    }
+                    Ok(_) => return ReadEnd::ClientGone,
+                    Err(interrupt) => {
+                        buf.truncate(start);
+                        interrupt
+                    }
                 }
-                Event::GrantsChanged
-            };
-            let stop = async {
-                if shutdown.wait_for(|stopping| *stopping).await.is_err() {
-                    future::pending::<()>().await;
-                }
-                Event::Shutdown
-            };
-            future::or(future::or(read, timer), future::or(grants_changed, stop)).await
+            }
         };
         match event {
-            Event::Read(Ok(n)) if n > 0 => {
-                stats.bytes_in(n);
-                buf.truncate(start + n);
-                read_size = if n == want {
-                    (read_size * 2).min(MAX_READ)
-                } else {
-                    MIN_READ
-                };
-            }
-            Event::Read(_) => return ReadEnd::ClientGone,
-            Event::Deadline => {
+            Interrupt::Deadline => {
                 if session.role().is_none() {
                     let _ = outbox.push(Reply::error(errors::AUTH_TIMEOUT), false).await;
                 }
                 return ReadEnd::Finish;
             }
-            Event::GrantsChanged => {
-                buf.truncate(start);
+            Interrupt::GrantsChanged => {
                 if let Some(error) = session.recheck() {
                     let _ = outbox.push(error, session.resp3()).await;
                     return ReadEnd::Finish;
                 }
             }
-            Event::Shutdown => return ReadEnd::Finish,
+            Interrupt::Shutdown => return ReadEnd::Finish,
+        }
+    }
+}
+
+/// When an authenticated connection idle since `since` is closed.
+fn idle_deadline(server: &ServerConfig, role: Option<Role>, since: Instant) -> Instant {
+    match role {
+        Some(Role::Sub) => since + server.sub_idle_timeout,
+        _ => since + server.pub_idle_timeout,
+    }
+}
+
+/// Waits for `work`, unless the deadline, a change of the grants or
+/// shutdown comes first.
+async fn until<T>(work: impl Future<Output = T>, watch: &mut Watch) -> Result<T, Interrupt> {
+    future::or(async { Ok(work.await) }, async {
+        Err(watch.interrupt().await)
+    })
+    .await
+}
+
+/// Queues one reply. A client that does not read its replies makes this wait
+/// for credits or bytes; the connection's deadline, a revocation and shutdown
+/// still end the wait, and with it the connection.
+async fn push<B: Backend>(
+    outbox: &mut Outbox,
+    reply: Reply,
+    resp3: bool,
+    session: &mut Session<B>,
+    watch: &mut Watch,
+) -> Result<(), ReadEnd> {
+    let mut pushing = std::pin::pin!(outbox.push(reply, resp3));
+    // Nearly always there is room: no timer is armed for that.
+    if let Some(pushed) = future::poll_once(&mut pushing).await {
+        return pushed.map_err(|WriterGone| ReadEnd::Finish);
+    }
+    loop {
+        match until(&mut pushing, watch).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(WriterGone)) => return Err(ReadEnd::Finish),
+            // A grant that still holds: keep waiting. One that is gone ends
+            // the connection; its error cannot be queued (no room), the close
+            // says it.
+            Err(Interrupt::GrantsChanged) if session.recheck().is_none() => {}
+            Err(_) => return Err(ReadEnd::ClientGone),
         }
     }
 }
@@ -238,19 +365,42 @@ async fn refuse_buffered(
     }
 }
 
-async fn write_side<S: ClientStream>(mut writer: WriteHalf<S>, inbox: Inbox, stats: &ShardStats) {
-    let mut out = BytesMut::new();
+/// The writer's half: its socket, what is ready to write, and how long a
+/// write may go without progress.
+struct Writer<'a, S> {
+    socket: WriteHalf<S>,
+    out: BytesMut,
+    stats: &'a ShardStats,
+    timeout: Duration,
+}
+
+/// The client took nothing for write_timeout.
+#[derive(Debug)]
+struct WriteStalled;
+
+async fn write_side<S: ClientStream>(
+    socket: WriteHalf<S>,
+    inbox: Inbox,
+    stats: &ShardStats,
+    timeout: Duration,
+) {
+    let mut w = Writer {
+        socket,
+        out: BytesMut::new(),
+        stats,
+        timeout,
+    };
     loop {
         // Wait for the next reply only when nothing is waiting to be written;
         // otherwise write what is ready first, so a slow produce never holds back
         // the replies before it.
-        let next = if out.is_empty() {
+        let next = if w.out.is_empty() {
             inbox.recv().await
         } else {
             match future::poll_once(inbox.recv()).await {
                 Some(next) => next,
                 None => {
-                    if flush(&mut writer, &mut out, stats).await.is_err() {
+                    if w.flush().await.is_err() {
                         return;
                     }
                     continue;
@@ -260,16 +410,16 @@ async fn write_side<S: ClientStream>(mut writer: WriteHalf<S>, inbox: Inbox, sta
         let Some(item) = next else {
             break;
         };
-        let credits = item.credits();
+        let held = item.held();
         match item {
-            Outgoing::Encoded { bytes, .. } if out.is_empty() => out = bytes,
-            Outgoing::Encoded { bytes, .. } => out.extend_from_slice(&bytes),
+            Outgoing::Encoded { bytes, .. } if w.out.is_empty() => w.out = bytes,
+            Outgoing::Encoded { bytes, .. } => w.out.extend_from_slice(&bytes),
             Outgoing::Reply { reply, resp3 } => {
                 let reply = match reply {
                     Reply::Deferred(mut pending) => match future::poll_once(&mut pending).await {
                         Some(reply) => reply,
                         None => {
-                            if flush(&mut writer, &mut out, stats).await.is_err() {
+                            if w.flush().await.is_err() {
                                 return;
                             }
                             pending.await
@@ -277,38 +427,59 @@ async fn write_side<S: ClientStream>(mut writer: WriteHalf<S>, inbox: Inbox, sta
                     },
                     ready => ready,
                 };
-                reply.encode(&mut out, resp3);
+                reply.encode(&mut w.out, resp3);
                 if matches!(reply, Reply::ErrorThenClose(_)) {
                     break;
                 }
             }
         }
-        inbox.taken(credits);
-        if out.len() >= WRITE_BATCH && flush(&mut writer, &mut out, stats).await.is_err() {
+        inbox.taken(held);
+        if w.out.len() >= WRITE_BATCH && w.flush().await.is_err() {
             return;
         }
     }
-    let _ = flush(&mut writer, &mut out, stats).await;
-    let _ = writer.close().await;
+    if w.flush().await.is_ok() {
+        // A TLS close_notify is a write too: bounded the same way.
+        let close = async {
+            let _ = w.socket.close().await;
+        };
+        let _ = future::or(close, glommio::timer::sleep(w.timeout)).await;
+    }
 }
 
-async fn flush<S: ClientStream>(
-    writer: &mut WriteHalf<S>,
-    out: &mut BytesMut,
-    stats: &ShardStats,
-) -> std::io::Result<()> {
-    if out.is_empty() {
-        return Ok(());
+impl<S: ClientStream> Writer<'_, S> {
+    /// Writes everything ready. Fails when the client took nothing for
+    /// `timeout` (it does not read its replies) or the socket failed.
+    async fn flush(&mut self) -> Result<(), WriteStalled> {
+        let mut written = 0;
+        while written < self.out.len() {
+            let write = async { self.socket.write(&self.out[written..]).await.ok() };
+            let stalled = async {
+                glommio::timer::sleep(self.timeout).await;
+                None
+            };
+            match future::or(write, stalled).await {
+                Some(n) if n > 0 => written += n,
+                _ => return Err(WriteStalled),
+            }
+        }
+        // TLS sessions flush their records here; plain sockets have nothing
+        // buffered.
+        let flush = async { self.socket.flush().await.is_ok() };
+        let stalled = async {
+            glommio::timer::sleep(self.timeout).await;
+            false
+        };
+        if !future::or(flush, stalled).await {
+            return Err(WriteStalled);
+        }
+        self.stats.bytes_out(self.out.len());
+        self.out.clear();
+        if self.out.capacity() > KEEP_BUFFER {
+            self.out = BytesMut::new();
+        }
+        Ok(())
     }
-    writer.write_all(out).await?;
-    // TLS sessions flush their records here; plain sockets have nothing buffered.
-    writer.flush().await?;
-    stats.bytes_out(out.len());
-    out.clear();
-    if out.capacity() > KEEP_BUFFER {
-        *out = BytesMut::new();
-    }
-    Ok(())
 }
 
 /// Refuses a connection over `max_connections`: one error line, then close.

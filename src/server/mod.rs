@@ -49,6 +49,8 @@ pub struct Parts {
     pub auth_failures: Arc<FailedAuthLimiter>,
     pub clients: Arc<Clients>,
     pub metrics: Arc<Metrics>,
+    /// The process's budget for request bytes held (`max_buffered_bytes`).
+    pub buffered: Arc<session::budget::ProcessBudget>,
     pub shutdown: watch::Receiver<bool>,
     /// Set to the bound addresses (port 0 resolved) before any shard accepts.
     pub listening: Arc<OnceLock<(SocketAddr, Option<SocketAddr>)>>,
@@ -125,9 +127,11 @@ fn shard_context<B: Backend>(parts: &Parts, index: usize, backend: B) -> ShardCo
         auth_failures: Arc::clone(&parts.auth_failures),
         clients: Arc::clone(&parts.clients),
         stats: parts.metrics.for_shard(index),
+        buffered: Arc::clone(&parts.buffered),
         limits: session::Limits {
             max_value_bytes: parts.server.max_value_bytes,
             produce_timeout: parts.server.produce_timeout,
+            max_connection_bytes: parts.server.max_connection_bytes,
         },
     };
     ShardContext {

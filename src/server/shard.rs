@@ -98,6 +98,10 @@ async fn accept_loop<B: Backend + 'static>(
     connections: &Gate,
 ) {
     let mut shutdown = shard.shutdown.clone();
+    // A descriptor held in reserve: when the process runs out, it is let go
+    // for long enough to accept one waiting client and tell it why.
+    let mut reserve = std::fs::File::open("/dev/null").ok();
+    let mut failures = AcceptFailures::default();
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             let _ = shutdown.wait_for(|stopping| *stopping).await;
@@ -106,11 +110,28 @@ async fn accept_loop<B: Backend + 'static>(
         .await;
         let stream = match accepted {
             None => return,
-            Some(Ok(stream)) => stream,
+            Some(Ok(stream)) => {
+                failures.succeeded();
+                stream
+            }
             Some(Err(e)) => {
-                // Typically EMFILE: back off instead of spinning on the error.
-                tracing::warn!(error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                let e = std::io::Error::from(e);
+                let out_of_descriptors =
+                    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                // Logged at a bounded rate: a flood of clients must not
+                // flood the log.
+                let pause = failures.failed(&e);
+                if out_of_descriptors && reserve.take().is_some() {
+                    refuse_one(listener, &shard.shutdown).await;
+                    reserve = std::fs::File::open("/dev/null").ok();
+                    // A client was answered: no reason to wait.
+                    continue;
+                }
+                if reserve.is_none() {
+                    reserve = std::fs::File::open("/dev/null").ok();
+                }
+                // Back off instead of spinning on the error.
+                glommio::timer::sleep(pause).await;
                 continue;
             }
         };
@@ -134,6 +155,60 @@ async fn accept_loop<B: Backend + 'static>(
             Ok(task) => drop(task.detach()),
             Err(e) => tracing::warn!(error = %e, "cannot spawn connection task"),
         }
+    }
+}
+
+/// With the reserve descriptor let go: accepts one waiting client and
+/// answers it `max number of clients reached`. Bounded: a client that went
+/// away meanwhile is not waited for.
+async fn refuse_one(listener: &TcpListener, shutdown: &watch::Receiver<bool>) {
+    let accept = async { listener.accept().await.ok() };
+    let gone = async {
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+        None
+    };
+    if let Some(stream) = future::or(accept, gone).await {
+        if !*shutdown.borrow() {
+            connection::refuse(stream, errors::MAX_CLIENTS).await;
+        }
+    }
+}
+
+/// Accept failures in a row: how long to pause, and when to log.
+#[derive(Default)]
+struct AcceptFailures {
+    in_a_row: u32,
+    last_logged: Option<std::time::Instant>,
+    not_logged: u64,
+}
+
+/// Accept failures are logged at most this often.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+impl AcceptFailures {
+    fn succeeded(&mut self) {
+        self.in_a_row = 0;
+    }
+
+    /// Logs `error` unless one was logged within the interval; returns the
+    /// pause before the next accept: 10 ms, doubling, at most 1 s.
+    fn failed(&mut self, error: &std::io::Error) -> Duration {
+        let now = std::time::Instant::now();
+        if self
+            .last_logged
+            .is_none_or(|at| now.duration_since(at) >= ACCEPT_LOG_INTERVAL)
+        {
+            tracing::warn!(%error, not_logged = self.not_logged,
+                "accept failed (when out of descriptors: raise RLIMIT_NOFILE or lower \
+                 server.max_connections / server.max_subscribers)");
+            self.last_logged = Some(now);
+            self.not_logged = 0;
+        } else {
+            self.not_logged += 1;
+        }
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        (Duration::from_millis(10) * 2u32.saturating_pow(self.in_a_row - 1).min(100))
+            .min(Duration::from_secs(1))
     }
 }
 

@@ -196,3 +196,37 @@ fn a_client_that_reads_nothing_stops_being_read_at_max_pipeline() {
         assert!(replies.ends_with("+PONG\r\n+OK\r\n"));
     });
 }
+
+#[test]
+fn a_client_that_authenticated_is_not_held_to_the_auth_timeout() {
+    // AUTH, then 6 MB of ECHO replies the client does not read for longer
+    // than auth_timeout: the gateway waits on the client (write side full),
+    // and must judge it by the idle timeout now, not the auth timeout.
+    const ECHOES: usize = 400;
+    let payload = "e".repeat(16 * 1024);
+    let mut wire = encode(&["AUTH", PUB]);
+    for _ in 0..ECHOES {
+        wire.extend_from_slice(&encode(&["ECHO", &payload]));
+    }
+    wire.extend_from_slice(&encode(&["QUIT"]));
+    serve_one("auth_timeout = \"200ms\"", |c| async move {
+        let (mut reader, mut writer) = futures_lite::io::split(c);
+        let write = async { writer.write_all(&wire).await.unwrap() };
+        let read = async {
+            // The scenario itself: a client busy elsewhere for a second.
+            glommio::timer::sleep(Duration::from_secs(1)).await;
+            let mut got = Vec::new();
+            reader.read_to_end(&mut got).await.unwrap();
+            got
+        };
+        let ((), got) = futures_lite::future::zip(write, read).await;
+        let echo = format!("${}\r\n{payload}\r\n", payload.len());
+        assert_eq!(
+            got.len(),
+            5 + ECHOES * echo.len() + 5,
+            "every reply, then +OK"
+        );
+        assert!(got.starts_with(b"+OK\r\n$16384\r\n"));
+        assert!(got.ends_with(b"\r\n+OK\r\n"));
+    });
+}

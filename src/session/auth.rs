@@ -13,7 +13,7 @@ use super::backend::{Backend, JoinError};
 use super::publisher::Publisher;
 use super::subscriber::{self, Subscriber};
 use super::{Authenticated, Reply, Session, State, Step};
-use crate::auth::{Denied, Dsn, DsnError, Role};
+use crate::auth::{fingerprint, Denied, Dsn, DsnError, Role};
 use crate::clients::Identity;
 use crate::errors;
 use crate::metrics::{AuthOutcome, ConnectionRole};
@@ -74,11 +74,20 @@ impl<B: Backend> Session<B> {
                 tracing::info!(peer = %self.peer, "auth failed: bad role");
                 return self.wrong_credentials(&raw, AuthOutcome::BadRole, errors::BAD_ROLE);
             }
+            Err(DsnError::BadColor) => {
+                tracing::info!(peer = %self.peer, "auth failed: invalid color");
+                return self.wrong_credentials(&raw, AuthOutcome::BadColor, errors::INVALID_COLOR);
+            }
         };
         let grant = match handles.auth.current().authenticate(&dsn) {
             Ok(grant) => grant,
             Err(reason) => {
-                tracing::info!(peer = %self.peer, key = %dsn.key, group = %dsn.group,
+                // An unknown key is often a secret sent in the key's place.
+                let key = match reason {
+                    Denied::UnknownKey => format!("unknown:{}", fingerprint(dsn.key.as_bytes())),
+                    _ => dsn.key.clone(),
+                };
+                tracing::info!(peer = %self.peer, %key, group = %dsn.group,
                     topic = %dsn.topic, role = dsn.role.as_str(), %reason, "auth failed");
                 let text = denied_text(&reason, &dsn);
                 return self.wrong_credentials(&raw, AuthOutcome::from(&reason), text);
@@ -108,6 +117,7 @@ impl<B: Backend> Session<B> {
                     producer,
                     handles.limits,
                     Arc::clone(&handles.stats),
+                    Rc::clone(&self.budget),
                 );
                 State::Publisher(Authenticated { raw, dsn }, publisher)
             }
@@ -119,6 +129,12 @@ impl<B: Backend> Session<B> {
                 let member = match joined {
                     Ok(member) => member,
                     Err(JoinError::UnknownCluster) => return unknown_cluster(&grant.cluster),
+                    Err(JoinError::Full) => {
+                        tracing::warn!(peer = %self.peer, %group,
+                            "subscriber refused: server.max_subscribers reached");
+                        handles.stats.auth(AuthOutcome::SubscribersFull);
+                        return Step::auth_failed(Reply::error(errors::MAX_SUBSCRIBERS));
+                    }
                     Err(JoinError::Failed(e)) => {
                         tracing::warn!(peer = %self.peer, %group, error = %e, "cannot create consumer");
                         handles.stats.auth(AuthOutcome::ConsumerFailed);
@@ -196,6 +212,7 @@ fn denied_text(reason: &Denied, dsn: &Dsn) -> String {
     match (reason, dsn.role) {
         (Denied::NoPermission, Role::Pub) => errors::may_not_publish(&dsn.group),
         (Denied::NoPermission, Role::Sub) => errors::may_not_subscribe(&dsn.group),
+        (Denied::ColorNotAllowed, _) => errors::color_not_allowed(&dsn.color, &dsn.group),
         _ => errors::WRONGPASS.to_owned(),
     }
 }

@@ -40,6 +40,8 @@ pub trait Backend {
 pub enum JoinError<E> {
     /// The app's cluster is not in the configuration.
     UnknownCluster,
+    /// `max_subscribers` members are live.
+    Full,
     /// The consumer could not be created.
     Failed(E),
 }
@@ -47,16 +49,17 @@ pub enum JoinError<E> {
 /// A cluster's producer, as a publisher uses it.
 pub trait Produce {
     type Error: Display;
+    /// Resolves when the broker acknowledged the record, or it failed.
+    type Delivery: Future<Output = Result<(), Self::Error>> + 'static;
 
-    /// Produces `record`. The record is enqueued on the future's first poll,
-    /// so pipelined SETs are all in flight at once; the future resolves when
-    /// the broker acknowledged it or it failed. Waiting for room in a full
-    /// queue gives up at `deadline`.
-    fn produce<'a>(
+    /// Hands `record` to the producer, which copies it. The future's first
+    /// poll does so when the producer has room, so pipelined SETs are all in
+    /// flight at once; while its queue is full, it waits, until `deadline`.
+    fn enqueue<'a>(
         &'a self,
         record: &'a Record<'a>,
         deadline: Instant,
-    ) -> impl Future<Output = Result<(), Self::Error>> + 'a;
+    ) -> impl Future<Output = Result<Self::Delivery, Self::Error>> + 'a;
 }
 
 /// A subscriber's consumer-group member.

@@ -8,16 +8,35 @@ use super::backend::Backend;
 use super::{Reply, Session, Step, Then};
 use crate::errors;
 
-/// `PING [message]`
-pub(super) fn ping(args: &[Bytes]) -> Reply {
+/// The longest client name (`CLIENT SETNAME`, `HELLO ... SETNAME`).
+const MAX_CLIENT_NAME: usize = 128;
+
+/// Why a client name is refused, as redis-server says it (plus a length
+/// bound of ours: a name is shown in every `CLIENT LIST`).
+fn client_name_error(name: &[u8]) -> Option<&'static str> {
+    if name.len() > MAX_CLIENT_NAME {
+        Some(errors::CLIENT_NAME_TOO_LONG)
+    } else if name.iter().any(|b| !(b'!'..=b'~').contains(b)) {
+        Some(errors::CLIENT_NAME_INVALID)
+    } else {
+        None
+    }
+}
+
+/// `PING [message]`; a message is echoed up to `max` bytes.
+pub(super) fn ping(args: &[Bytes], max: usize) -> Reply {
     match args {
-        [message] => Reply::Bulk(message.clone()),
+        [message] => echo(std::slice::from_ref(message), max),
         _ => Reply::Simple("PONG"),
     }
 }
 
-/// `ECHO message`
-pub(super) fn echo(args: &[Bytes]) -> Reply {
+/// `ECHO message`, up to `max` bytes: a reply is a copy, and a client that
+/// does not read its replies must not make the gateway hold large ones.
+pub(super) fn echo(args: &[Bytes], max: usize) -> Reply {
+    if args[0].len() > max {
+        return Reply::error(errors::MESSAGE_TOO_LONG);
+    }
     Reply::Bulk(args[0].clone())
 }
 
@@ -68,7 +87,10 @@ impl<B: Backend> Session<B> {
                 }
             } else if option.eq_ignore_ascii_case(b"SETNAME") {
                 match options.next() {
-                    Some(name) => setname = Some(name.clone()),
+                    Some(name) => match client_name_error(name) {
+                        None => setname = Some(name.clone()),
+                        Some(error) => return Step::reply(Reply::error(error)),
+                    },
                     None => return Step::reply(Reply::error(errors::SYNTAX)),
                 }
             } else {
@@ -106,6 +128,9 @@ impl<B: Backend> Session<B> {
         let arity = |n: usize| rest.len() == n;
         if is("SETNAME") && arity(1) {
             let name = &rest[0];
+            if let Some(error) = client_name_error(name) {
+                return Reply::error(error);
+            }
             self.client
                 .set_name((!name.is_empty()).then(|| name.clone()));
             Reply::OK

@@ -4,6 +4,8 @@
 //! auth data they check against.
 
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -12,7 +14,7 @@ use bytes::Bytes;
 
 use super::backend::{Backend, JoinError, Membership, Produce};
 use super::{Handles, Limits};
-use crate::auth::limiter::FailedAuthLimiter;
+use crate::auth::limiter::{FailedAuthLimiter, Prefixes};
 use crate::auth::snapshot::{AppRow, AuthRow, OP_PUBLISH, OP_SUBSCRIBE};
 use crate::auth::{AuthHub, AuthSnapshot};
 use crate::clients::Clients;
@@ -101,28 +103,27 @@ impl Backend for FakeBackend {
 
 impl Produce for FakeProducer {
     type Error = &'static str;
+    type Delivery = Pin<Box<dyn Future<Output = Result<(), &'static str>>>>;
 
-    async fn produce<'a>(
+    async fn enqueue<'a>(
         &'a self,
         record: &'a Record<'a>,
         _deadline: std::time::Instant,
-    ) -> Result<(), &'static str> {
-        let silent = {
-            let mut world = self.world.borrow_mut();
-            world.produced.push(Produced {
-                cluster: self.cluster.clone(),
-                topic: record.topic.to_owned(),
-                key: record.key.to_vec(),
-                value: record.value.to_vec(),
-                color: record.color.to_owned(),
-                metadata: record.metadata.map(<[u8]>::to_vec),
-            });
-            world.broker_silent
-        };
-        if silent {
-            futures_lite::future::pending::<()>().await;
+    ) -> Result<Self::Delivery, &'static str> {
+        let mut world = self.world.borrow_mut();
+        world.produced.push(Produced {
+            cluster: self.cluster.clone(),
+            topic: record.topic.to_owned(),
+            key: record.key.to_vec(),
+            value: record.value.to_vec(),
+            color: record.color.to_owned(),
+            metadata: record.metadata.map(<[u8]>::to_vec),
+        });
+        if world.broker_silent {
+            Ok(Box::pin(futures_lite::future::pending()))
+        } else {
+            Ok(Box::pin(futures_lite::future::ready(Ok(()))))
         }
-        Ok(())
     }
 }
 
@@ -204,12 +205,15 @@ pub fn handles(
         auth_failures: Arc::new(FailedAuthLimiter::new(
             MAX_AUTH_FAILURES,
             Duration::from_secs(60),
+            Prefixes::DEFAULT,
         )),
         clients,
         stats,
+        buffered: super::budget::ProcessBudget::new(64 << 20),
         limits: Limits {
             max_value_bytes: 16,
             produce_timeout: Duration::from_millis(50),
+            max_connection_bytes: 1 << 20,
         },
     }
 }

@@ -10,6 +10,7 @@
 
 mod auth;
 pub mod backend;
+pub mod budget;
 mod chatter;
 #[cfg(test)]
 pub(crate) mod fakes;
@@ -50,6 +51,8 @@ pub struct Handles<B> {
     pub clients: Arc<Clients>,
     /// This shard's counters.
     pub stats: Arc<ShardStats>,
+    /// The process's budget for request bytes held (`max_buffered_bytes`).
+    pub buffered: Arc<budget::ProcessBudget>,
     pub limits: Limits,
 }
 
@@ -58,6 +61,8 @@ pub struct Handles<B> {
 pub struct Limits {
     pub max_value_bytes: usize,
     pub produce_timeout: Duration,
+    /// Request bytes a connection may hold not yet handed to Kafka.
+    pub max_connection_bytes: usize,
 }
 
 /// The result of one command: its reply, and what happens to the connection.
@@ -118,6 +123,8 @@ pub struct Session<B: Backend> {
     state: State<B>,
     /// This connection in `CLIENT LIST`; its id is the client id.
     client: Registration,
+    /// Request bytes held by produces not yet handed to Kafka.
+    budget: Rc<budget::ByteBudget>,
     peer: SocketAddr,
     /// Set by `HELLO 3`: replies are then encoded in RESP3.
     resp3: bool,
@@ -127,10 +134,15 @@ impl<B: Backend> Session<B> {
     pub fn new(handles: Rc<Handles<B>>, peer: SocketAddr, shard: usize) -> Session<B> {
         let client = handles.clients.register(peer, shard);
         handles.stats.connection_opened(ConnectionRole::Anonymous);
+        let budget = budget::ByteBudget::new(
+            handles.limits.max_connection_bytes,
+            Arc::clone(&handles.buffered),
+        );
         Session {
             handles,
             state: State::Anonymous,
             client,
+            budget,
             peer,
             resp3: false,
         }
@@ -162,6 +174,24 @@ impl<B: Backend> Session<B> {
     /// `CLIENT LIST`'s idle time; one clock read per batch, not per command).
     pub fn active_at(&self, at: Instant) {
         self.client.active_at(at);
+    }
+
+    /// Resolves when the connection may read more: the request bytes it
+    /// holds are under its budget.
+    pub fn room_to_read(&self) -> impl std::future::Future<Output = ()> + '_ {
+        self.budget.room()
+    }
+
+    /// Whether the connection may read more now (`room_to_read` would
+    /// resolve at once).
+    pub fn has_room_to_read(&self) -> bool {
+        self.budget.has_room()
+    }
+
+    /// Counts `bytes` of a request not yet read to its end against the
+    /// process's budget, until the guard is dropped.
+    pub fn hold_for_reading(&self, bytes: usize) -> budget::HeldBytes {
+        self.budget.take_for_reading(bytes)
     }
 
     pub fn handle(&mut self, command: Command) -> Step {
@@ -197,8 +227,8 @@ impl<B: Backend> Session<B> {
             (CommandKind::Auth, _) => return self.auth_command(args),
             (CommandKind::Hello, _) => return self.hello(args),
             (CommandKind::Quit, _) => return Step::close(Reply::OK),
-            (CommandKind::Ping, _) => chatter::ping(args),
-            (CommandKind::Echo, _) => chatter::echo(args),
+            (CommandKind::Ping, _) => chatter::ping(args, self.handles.limits.max_connection_bytes),
+            (CommandKind::Echo, _) => chatter::echo(args, self.handles.limits.max_connection_bytes),
             (CommandKind::Select, _) => chatter::select(args),
             (CommandKind::Command, _) => chatter::command_introspection(args),
             (CommandKind::Client, _) => self.client(args),

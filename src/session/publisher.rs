@@ -7,6 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::backend::Produce;
+use super::budget::ByteBudget;
 use super::{Limits, Reply};
 use crate::auth::Dsn;
 use crate::errors;
@@ -18,6 +19,8 @@ pub struct Publisher<P> {
     target: Rc<Target<P>>,
     pub cluster: String,
     limits: Limits,
+    /// The connection's budget for values not yet handed to the producer.
+    budget: Rc<ByteBudget>,
 }
 
 struct Target<P> {
@@ -34,6 +37,7 @@ impl<P: Produce + 'static> Publisher<P> {
         producer: P,
         limits: Limits,
         stats: Arc<ShardStats>,
+        budget: Rc<ByteBudget>,
     ) -> Publisher<P> {
         Publisher {
             target: Rc::new(Target {
@@ -44,6 +48,7 @@ impl<P: Produce + 'static> Publisher<P> {
             }),
             cluster,
             limits,
+            budget,
         }
     }
 
@@ -80,17 +85,34 @@ impl<P: Produce + 'static> Publisher<P> {
         let timeout = self.limits.produce_timeout;
         let started = Instant::now();
         let deadline = started + timeout;
+        let budget = Rc::clone(&self.budget);
         Reply::start(async move {
-            let record = Record {
-                topic: &target.topic,
-                key: &key,
-                value: &value,
-                color: &target.color,
-                metadata: metadata.as_deref(),
-            };
             let acked = async {
-                let outcome = target.producer.produce(&record, deadline).await;
-                outcome.map_err(|e| errors::kafka(&e))
+                let enqueued = {
+                    let record = Record {
+                        topic: &target.topic,
+                        key: &key,
+                        value: &value,
+                        color: &target.color,
+                        metadata: metadata.as_deref(),
+                    };
+                    let mut enqueue = std::pin::pin!(target.producer.enqueue(&record, deadline));
+                    match futures_lite::future::poll_once(&mut enqueue).await {
+                        Some(enqueued) => enqueued,
+                        None => {
+                            // The producer's queue is full: the request's
+                            // bytes stay held until it takes them, and count
+                            // against the budgets meanwhile.
+                            let _held = budget.take(key.len() + value.len());
+                            enqueue.await
+                        }
+                    }
+                };
+                // The producer has its own copy: the request's bytes (a slice
+                // of the read buffer) go back now, not at the acknowledgement.
+                drop((key, value, metadata));
+                let delivery = enqueued.map_err(|e| errors::kafka(&e))?;
+                delivery.await.map_err(|e| errors::kafka(&e))
             };
             // The client's bound. librdkafka keeps trying for delivery_timeout,
             // longer, so that a leader failover does not make it resend

@@ -509,3 +509,71 @@ fn connections_are_counted_by_role_and_uncounted_when_dropped() {
     assert_eq!((t.connections(R::Anonymous), t.connections(R::Pub)), (0, 0));
     assert_eq!(f.handles.clients.list(|_| true), "");
 }
+
+#[test]
+fn client_names_follow_redis_rules_and_a_length_bound() {
+    let f = Fixture::new();
+    let mut s = f.session();
+    let invalid = "-ERR Client names cannot contain spaces, newlines or special characters.\r\n";
+    for bad in ["a b", "a\nb", "caf\u{e9}"] {
+        assert_eq!(
+            call(&mut s, &["CLIENT", "SETNAME", bad]),
+            invalid,
+            "{bad:?}"
+        );
+    }
+    let long = "n".repeat(129);
+    assert_eq!(
+        call(&mut s, &["CLIENT", "SETNAME", &long]),
+        "-ERR Client names are at most 128 bytes\r\n"
+    );
+    assert_eq!(
+        call(&mut s, &["HELLO", "3", "SETNAME", "a b"]),
+        invalid,
+        "HELLO checks its SETNAME too"
+    );
+    assert!(!s.resp3(), "a refused HELLO changes nothing");
+    assert_eq!(call(&mut s, &["CLIENT", "GETNAME"]), "$-1\r\n");
+    assert_eq!(
+        call(&mut s, &["CLIENT", "SETNAME", &"n".repeat(128)]),
+        "+OK\r\n"
+    );
+}
+
+#[test]
+fn a_color_that_collides_is_refused_with_noperm() {
+    let f = Fixture::new();
+    f.handles.auth.publish(snapshot(
+        vec![app(1, "app1", "c1"), app(2, "app2", "c1")],
+        vec![
+            grant(1, 1, "group1", "topic1", OP_PUBLISH | OP_SUBSCRIBE),
+            grant(2, 2, "group1-eu", "topic1", OP_SUBSCRIBE),
+        ],
+    ));
+    let mut s = f.session();
+    assert_eq!(
+        step(
+            &mut s,
+            &["AUTH", "app1:secret1@group1/topic=topic1&role=sub&color=eu"]
+        ),
+        (
+            "-NOPERM color eu is not allowed for group group1\r\n".into(),
+            Then::RefuseRestAndClose
+        )
+    );
+    let mut s = f.session();
+    assert_eq!(
+        step(
+            &mut s,
+            &[
+                "AUTH",
+                "app1:secret1@group1/topic=topic1&role=sub&color=e%u"
+            ]
+        ),
+        ("-ERR invalid color\r\n".into(), Then::RefuseRestAndClose)
+    );
+    assert!(f.world.borrow().joined.is_empty(), "no member was made");
+    let t = f.metrics.totals();
+    assert_eq!(t.auth(AuthOutcome::ColorNotAllowed), 1);
+    assert_eq!(t.auth(AuthOutcome::BadColor), 1);
+}

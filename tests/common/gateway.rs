@@ -31,6 +31,8 @@ pub struct GatewayConfig<'a> {
     pub consumer: &'a str,
     /// `[metrics] addr`; a free loopback port by default, "" for none.
     pub metrics_addr: &'a str,
+    /// `cluster1`'s brokers; "" for the stack's.
+    pub brokers: &'a str,
 }
 
 impl<'a> GatewayConfig<'a> {
@@ -46,6 +48,7 @@ impl<'a> GatewayConfig<'a> {
             consumer: "session_timeout = \"6s\"",
             // Tests observe the gateway through /metrics (Gateway::metric).
             metrics_addr: "127.0.0.1:0",
+            brokers: "",
         }
     }
 
@@ -57,7 +60,11 @@ impl<'a> GatewayConfig<'a> {
             self.server,
             self.db.url(),
             self.refresh_interval,
-            brokers(),
+            if self.brokers.is_empty() {
+                brokers()
+            } else {
+                self.brokers.to_owned()
+            },
             self.cluster,
             self.consumer,
             self.metrics_addr,
@@ -155,6 +162,13 @@ impl Gateway {
             .wait_for_log("TLS listener on ")
             .expect("[server.tls] is configured");
         address_after(&line, "TLS listener on ")
+    }
+
+    /// The gateway's resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
     pub fn log(&self) -> String {
