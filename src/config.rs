@@ -230,6 +230,10 @@ pub struct ConsumerConfig {
     /// Kafka group session timeout.
     #[serde(deserialize_with = "duration")]
     pub session_timeout: Duration,
+    /// Accept `SET <partition> <offset>` for offsets the connection was never
+    /// delivered, as the original service did. Off: such a commit would make
+    /// the group skip records nobody read, and is refused.
+    pub commit_undelivered: bool,
 }
 
 impl Default for ConsumerConfig {
@@ -240,6 +244,7 @@ impl Default for ConsumerConfig {
             batch_window: Duration::from_millis(100),
             poll_timeout: Duration::from_secs(30),
             session_timeout: Duration::from_secs(10),
+            commit_undelivered: false,
         }
     }
 }

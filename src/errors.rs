@@ -46,6 +46,13 @@ pub fn color_not_allowed(color: &str, group: &str) -> String {
     format!("NOPERM color {color} is not allowed for group {group}")
 }
 
+pub fn commit_not_delivered(partition: i32, offset: i64) -> String {
+    format!(
+        "ERR offset {offset} of partition {partition} was never delivered to this connection: \
+         nothing committed"
+    )
+}
+
 pub fn too_many_consumers(topic: &str) -> String {
     format!("ERR too many consumers for topic {topic}")
 }

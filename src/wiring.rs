@@ -14,7 +14,7 @@ use crate::kafka::producer::{ProduceError, Producers};
 use crate::kafka::slot::{ProducerSlot, SlotDelivery};
 use crate::message::{Encoding, Fetched, Record};
 use crate::metrics::{self, Sources};
-use crate::session::backend::{Backend, JoinError, Membership, Produce};
+use crate::session::backend::{Backend, JoinError, Membership, Produce, Undelivered};
 
 /// One shard's way to Kafka.
 pub struct KafkaBackend {
@@ -74,7 +74,8 @@ impl Membership for consumer::Member {
         consumer::Member::fetch(self, encoding)
     }
 
-    fn commit(&self, partition: i32, offset: i64) {
-        consumer::Member::commit(self, partition, offset);
+    fn commit(&self, partition: i32, offset: i64) -> Result<(), Undelivered> {
+        consumer::Member::commit(self, partition, offset)
+            .map_err(|consumer::Undelivered| Undelivered)
     }
 }

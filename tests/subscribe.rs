@@ -284,8 +284,11 @@ fn commit_arguments_are_checked() {
             "-ERR commit offset params error\r\n"
         );
     }
-    // A partition this member does not own: accepted, dropped.
-    assert_eq!(c.call(&["SET", "7", "1"]), "+OK\r\n");
+    // Nothing was delivered on partition 7 (there is none): refused.
+    assert_eq!(
+        c.call(&["SET", "7", "1"]),
+        "-ERR offset 1 of partition 7 was never delivered to this connection: nothing committed\r\n"
+    );
     assert_eq!(
         c.call(&["MGET"]),
         "*0\r\n",
@@ -758,4 +761,52 @@ fn two_gateways_share_a_group_and_one_takes_over_when_the_other_stops() {
         first_offset, orphaned,
         "each taken-over partition resumes at committed + 1"
     );
+}
+
+/// A commit past what the connection received would make its group skip
+/// records nobody read: refused, changing nothing at the broker. The
+/// original service's accept-anything is a switch away.
+#[test]
+fn a_commit_of_an_undelivered_offset_is_refused_unless_switched_on() {
+    let db = TestDb::new();
+    let topic = create_topic(1);
+    db.grant_topic(&topic, 3);
+    let group = common::group_of(&topic);
+    let gw = gateway(&db, "1s");
+    let mut c = gw.subscriber(&dsn(&topic, "sub"));
+    assert_eq!(
+        c.call(&["SET", "0", "0"]),
+        "-ERR offset 0 of partition 0 was never delivered to this connection: nothing committed\r\n"
+    );
+    publish(&gw, &topic, 0, 3);
+    let got = consume(&mut c, 3);
+    assert_eq!(got.last().map(|g| g.offset), Some(2));
+    // Delivered: fine, up to the last one received; past it, refused.
+    assert_eq!(c.call(&["SET", "0", "1"]), "+OK\r\n");
+    assert_eq!(
+        c.call(&["SET", "0", "3"]),
+        "-ERR offset 3 of partition 0 was never delivered to this connection: nothing committed\r\n"
+    );
+    common::wait_for_commit(&group, &topic, 2);
+    drop(c);
+    common::wait_for_empty_group(&group);
+    assert_eq!(
+        common::committed_offset(&group, &topic),
+        Some(2),
+        "the refused commit changed nothing"
+    );
+
+    // consumer.commit_undelivered = true: the original service's behaviour.
+    let gw = GatewayConfig {
+        cluster: "auto_offset_reset = \"earliest\"",
+        consumer: "session_timeout = \"45s\"\npoll_timeout = \"1s\"\ncommit_undelivered = true",
+        ..GatewayConfig::new(&db)
+    }
+    .start();
+    let mut c = gw.subscriber(&dsn(&topic, "sub"));
+    // It resumes after the committed offset: record 2 only.
+    let got = consume(&mut c, 1);
+    assert_eq!(got[0].offset, 2);
+    assert_eq!(c.call(&["SET", "0", "9"]), "+OK\r\n");
+    common::wait_for_commit(&group, &topic, 10);
 }

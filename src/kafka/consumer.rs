@@ -42,6 +42,8 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// MGET's batching settings (`[consumer]`).
 #[derive(Clone, Debug)]
 pub struct FetchSettings {
+    /// Accept commits of offsets never delivered (`consumer.commit_undelivered`).
+    pub commit_undelivered: bool,
     pub batch: usize,
     pub max_batch_bytes: usize,
     pub batch_window: Duration,
@@ -77,7 +79,17 @@ pub struct ConsumerService {
 pub struct Member {
     commands: mpsc::UnboundedSender<Command>,
     _gone: oneshot::Sender<()>,
+    /// What the member delivered, shared with its task: a commit is checked
+    /// against it before it is sent.
+    state: Arc<Mutex<GroupState>>,
+    /// `consumer.commit_undelivered`: accept commits of offsets never
+    /// delivered, as the original service did.
+    commit_undelivered: bool,
 }
+
+/// A commit of an offset this member never delivered on that partition.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Undelivered;
 
 enum Command {
     Fetch {
@@ -130,6 +142,7 @@ impl ConsumerService {
             runtime,
             clusters,
             settings: FetchSettings {
+                commit_undelivered: config.consumer.commit_undelivered,
                 batch: config.consumer.batch,
                 max_batch_bytes: config.consumer.max_batch_bytes,
                 batch_window: config.consumer.batch_window,
@@ -160,6 +173,7 @@ impl ConsumerService {
         let slot = MemberSlot::take(&self.live, self.max_members).ok_or(JoinError::Full)?;
         let mut config = base.clone();
         config.set("group.id", group);
+        let state = Arc::new(Mutex::new(GroupState::default()));
         let context = MemberContext {
             log: KafkaContext {
                 cluster: cluster.to_owned(),
@@ -167,7 +181,7 @@ impl ConsumerService {
             member: self.next_member.fetch_add(1, Ordering::Relaxed),
             group: group.to_owned(),
             topic: topic.to_owned(),
-            state: Mutex::new(GroupState::default()),
+            state: Arc::clone(&state),
             rebalanced: Notify::new(),
         };
         // StreamConsumer starts a wake-up task on the current tokio runtime.
@@ -190,6 +204,8 @@ impl ConsumerService {
         Ok(Member {
             commands,
             _gone: gone,
+            state,
+            commit_undelivered: self.settings.commit_undelivered,
         })
     }
 
@@ -283,9 +299,19 @@ impl Member {
     }
 
     /// The client committed `offset` on `partition`: the group's position
-    /// becomes `offset + 1` (never backwards).
-    pub fn commit(&self, partition: i32, offset: i64) {
+    /// becomes `offset + 1` (never backwards). Refused, changing nothing, when
+    /// this member never delivered that offset on that partition (it is past
+    /// the last one delivered): such a commit would skip records nobody read.
+    pub fn commit(&self, partition: i32, offset: i64) -> Result<(), Undelivered> {
+        if !self.commit_undelivered {
+            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let delivered = state.offsets.get(&partition).and_then(|p| p.last_delivered);
+            if delivered.is_none_or(|last| offset > last) {
+                return Err(Undelivered);
+            }
+        }
         let _ = self.commands.send(Command::Commit { partition, offset });
+        Ok(())
     }
 }
 
@@ -572,7 +598,7 @@ struct MemberContext {
     member: u64,
     group: String,
     topic: String,
-    state: Mutex<GroupState>,
+    state: Arc<Mutex<GroupState>>,
     rebalanced: Notify,
 }
 

@@ -68,6 +68,11 @@ pub trait Membership {
     /// commit sent before), not when it is made.
     fn fetch(&self, encoding: Encoding) -> impl Future<Output = Fetched> + 'static;
 
-    /// The client committed `offset` on `partition`.
-    fn commit(&self, partition: i32, offset: i64);
+    /// The client committed `offset` on `partition`; refused when the member
+    /// never delivered that offset there.
+    fn commit(&self, partition: i32, offset: i64) -> Result<(), Undelivered>;
 }
+
+/// A commit of an offset the member never delivered on that partition.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Undelivered;

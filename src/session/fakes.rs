@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use super::backend::{Backend, JoinError, Membership, Produce};
+use super::backend::{Backend, JoinError, Membership, Produce, Undelivered};
 use super::{Handles, Limits};
 use crate::auth::limiter::{FailedAuthLimiter, Prefixes};
 use crate::auth::snapshot::{AppRow, AuthRow, OP_PUBLISH, OP_SUBSCRIBE};
@@ -47,6 +47,8 @@ pub struct World {
     pub joined: Vec<(String, String, String)>,
     /// (partition, offset) of every commit.
     pub committed: Vec<(i32, i64)>,
+    /// Commits the member refuses as never delivered.
+    pub undelivered: Vec<(i32, i64)>,
     pub fetch_encodings: Vec<Encoding>,
 }
 
@@ -141,8 +143,13 @@ impl Membership for FakeMember {
         }
     }
 
-    fn commit(&self, partition: i32, offset: i64) {
-        self.world.borrow_mut().committed.push((partition, offset));
+    fn commit(&self, partition: i32, offset: i64) -> Result<(), Undelivered> {
+        let mut world = self.world.borrow_mut();
+        if world.undelivered.contains(&(partition, offset)) {
+            return Err(Undelivered);
+        }
+        world.committed.push((partition, offset));
+        Ok(())
     }
 }
 

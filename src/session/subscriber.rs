@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use super::backend::Membership;
+use super::backend::{Membership, Undelivered};
 use super::Reply;
 use crate::auth::Dsn;
 use crate::errors;
@@ -52,8 +52,12 @@ impl<M: Membership> Subscriber<M> {
     pub fn commit(&self, partition: &[u8], offset: &[u8]) -> Reply {
         match (number::<i32>(partition), number::<i64>(offset)) {
             (Some(partition), Some(offset)) if partition >= 0 && offset >= 0 => {
-                self.member.commit(partition, offset);
-                Reply::OK
+                match self.member.commit(partition, offset) {
+                    Ok(()) => Reply::OK,
+                    Err(Undelivered) => {
+                        Reply::error(errors::commit_not_delivered(partition, offset))
+                    }
+                }
             }
             _ => Reply::error(errors::COMMIT_PARAMS),
         }

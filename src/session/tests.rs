@@ -577,3 +577,16 @@ fn a_color_that_collides_is_refused_with_noperm() {
     assert_eq!(t.auth(AuthOutcome::ColorNotAllowed), 1);
     assert_eq!(t.auth(AuthOutcome::BadColor), 1);
 }
+
+#[test]
+fn a_commit_the_member_refuses_is_an_error_and_not_sent() {
+    let f = Fixture::new();
+    f.world.borrow_mut().undelivered = vec![(0, 5)];
+    let mut s = f.authenticated(SUB);
+    assert_eq!(
+        call(&mut s, &["SET", "0", "5"]),
+        "-ERR offset 5 of partition 0 was never delivered to this connection: nothing committed\r\n"
+    );
+    assert_eq!(call(&mut s, &["SET", "0", "4"]), "+OK\r\n");
+    assert_eq!(f.world.borrow().committed, [(0, 4)]);
+}
