@@ -238,3 +238,52 @@ fn json_logs_never_carry_a_secret() {
     assert!(lines >= 5, "the failures above were logged:\n{log}");
     assert!(log.contains("auth failed"), "{log}");
 }
+
+/// The Grafana dashboard in config/ queries only metrics the gateway
+/// exports: every `databus_*` name in its expressions is a sample name on
+/// /metrics, and every panel has a query.
+#[test]
+fn every_metric_the_dashboard_queries_exists() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../config/grafana-dashboard.json")).unwrap();
+    let mut queried = std::collections::BTreeSet::new();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10, "{} panels", panels.len());
+    for panel in panels {
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "panel {} has no query", panel["title"]);
+        for target in targets {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(at) = rest.find("databus_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                queried.insert(name);
+            }
+        }
+    }
+    assert!(queried.len() >= 15, "{queried:?}");
+    let db = TestDb::new();
+    let gw = metrics_gateway(&db, "session_timeout = \"6s\"");
+    // A produce and an AUTH, so that every family has samples.
+    let mut p = gw.publisher(&common::seed_dsn("pub"));
+    assert_eq!(p.call(&["PING"]), "+PONG\r\n");
+    let (status, exposition) = http_get(gw.metrics_addr(), "/metrics");
+    assert_eq!(status, 200);
+    let exported: std::collections::BTreeSet<&str> = exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .collect();
+    let missing: Vec<&String> = queried
+        .iter()
+        .filter(|name| !exported.contains(name.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "queried but not exported: {missing:?}\n{exposition}"
+    );
+}

@@ -115,16 +115,24 @@ impl Producers {
             .sum()
     }
 
-    /// The clusters whose latest produce failed, by name.
-    pub fn failing(&self) -> Vec<String> {
-        let mut failing: Vec<String> = self
+    /// Every cluster, by name, with whether its latest produce failed (for
+    /// a reason of the cluster's own).
+    pub fn health(&self) -> Vec<(String, bool)> {
+        let mut health: Vec<(String, bool)> = self
             .by_cluster
             .iter()
-            .filter(|(_, slots)| slots.iter().any(|slot| slot.failing()))
-            .map(|(name, _)| name.clone())
+            .map(|(name, slots)| (name.clone(), slots.iter().any(|slot| slot.failing())))
             .collect();
-        failing.sort();
-        failing
+        health.sort();
+        health
+    }
+
+    /// The clusters whose latest produce failed, by name.
+    pub fn failing(&self) -> Vec<String> {
+        self.health()
+            .into_iter()
+            .filter_map(|(name, failing)| failing.then_some(name))
+            .collect()
     }
 }
 

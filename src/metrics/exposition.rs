@@ -135,6 +135,17 @@ impl Collector for GatewayCollector {
             "Produces answered -ERR kafka",
             t.produce_errors,
         )?;
+        let mut failing = e.encode_descriptor(
+            "produce_failing",
+            "1 while a cluster's latest produce failed for a reason of the cluster's own",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (cluster, is_failing) in sources.producers.health() {
+            failing
+                .encode_family(&[("cluster", cluster.as_str())])?
+                .encode_gauge(&i64::from(is_failing))?;
+        }
         gauge(
             &mut e,
             "produce_in_flight",
