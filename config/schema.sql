@@ -17,7 +17,11 @@ CREATE TABLE IF NOT EXISTS `auth` (
 CREATE TABLE IF NOT EXISTS `app` (
   `id` INT NOT NULL AUTO_INCREMENT,
   `app_key` VARCHAR(45) NOT NULL,
-  `app_secret` VARCHAR(64) NOT NULL,
+  -- The secret's hash, `sha256:` and 64 hex digits (71 characters), or, in
+  -- databases from before hashing, the secret itself. Databases created with
+  -- the original VARCHAR(64) need:
+  --   ALTER TABLE app MODIFY app_secret VARCHAR(128) NOT NULL;
+  `app_secret` VARCHAR(128) NOT NULL,
   `cluster` VARCHAR(45) NOT NULL,
   `created_at` BIGINT(20) NULL,
   `deleted_at` BIGINT(20) NULL,

@@ -86,7 +86,10 @@ async fn run(
     };
     let initial = tokio::time::timeout(LOAD_TIMEOUT, load(&pool)).await;
     let hub = match initial {
-        Ok(Ok(snapshot)) => Arc::new(AuthHub::new(snapshot)),
+        Ok(Ok(snapshot)) => {
+            report_plaintext_secrets(None, snapshot.plaintext_secrets);
+            Arc::new(AuthHub::new(snapshot))
+        }
         Ok(Err(e)) => {
             let _ = ready.send(Err(
                 e.context(format!("cannot load auth data from MySQL at {shown_url}"))
@@ -118,7 +121,11 @@ async fn run(
     loop {
         tokio::select! {
             _ = refresh.tick() => match bounded_load(&pool).await {
-                Ok(snapshot) => hub.publish(snapshot),
+                Ok(snapshot) => {
+                    let before = hub.current().plaintext_secrets;
+                    report_plaintext_secrets(Some(before), snapshot.plaintext_secrets);
+                    hub.publish(snapshot);
+                }
                 Err(e) => {
                     hub.refresh_failed();
                     tracing::warn!(error = format!("{e:#}"), mysql = %shown_url,
@@ -171,6 +178,24 @@ async fn load(pool: &Pool) -> Result<AuthSnapshot> {
         "auth data loaded"
     );
     Ok(built.snapshot)
+}
+
+/// Says, once per change, how many apps still store their secret in
+/// plaintext: a database dump hands those out.
+fn report_plaintext_secrets(before: Option<usize>, now: usize) {
+    if Some(now) == before {
+        return;
+    }
+    if now > 0 {
+        tracing::warn!(
+            apps = now,
+            "apps store their secret in plaintext in app.app_secret: \
+            store `sha256:` and the hex SHA-256 of the secret instead (docs/protocol.md, \
+            \"Grants in MySQL\")"
+        );
+    } else if before.is_some_and(|n| n > 0) {
+        tracing::info!("every app's secret is now stored hashed");
+    }
 }
 
 /// `mysql://user:secret@host/db` → `mysql://user:***@host/db`, for messages.

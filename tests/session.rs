@@ -420,3 +420,34 @@ fn client_list_shows_an_apps_own_connections() {
     assert_eq!(theirs.len(), 1, "{theirs:#?}");
     assert_eq!(theirs[0]["key"], "otherapp");
 }
+
+/// A secret stored hashed (`sha256:<hex>`) authenticates; the hash itself
+/// does not; /metrics counts the apps still stored in plaintext.
+#[test]
+fn secrets_stored_hashed_authenticate() {
+    let db = TestDb::new();
+    db.add_app(
+        2,
+        "hashed",
+        &databus::auth::snapshot::hash_secret("s2"),
+        "cluster1",
+    );
+    db.add_grant(2, "hashed_group", 2, "test156");
+    let gw = Gateway::start(&db);
+    let mut c = gw.client();
+    assert_eq!(
+        c.call(&["AUTH", "hashed:s2@hashed_group/topic=test156&role=pub"]),
+        "+OK\r\n"
+    );
+    let hash = databus::auth::snapshot::hash_secret("s2");
+    let mut c = gw.client();
+    assert_eq!(
+        c.call(&[
+            "AUTH",
+            &format!("hashed:{}@hashed_group/topic=test156&role=pub", &hash[7..])
+        ]),
+        "-WRONGPASS invalid key, secret, group or topic\r\n"
+    );
+    // The seed app stores its secret in plaintext; the new one does not.
+    assert_eq!(gw.metric("databus_auth_plaintext_secrets", &[]), 1.0);
+}

@@ -52,6 +52,8 @@ pub struct RefreshStats {
     pub snapshot_age: Duration,
     pub apps: usize,
     pub grants: usize,
+    /// Apps whose secret is stored in plaintext, not hashed.
+    pub plaintext_secrets: usize,
 }
 
 impl AuthHub {
@@ -95,6 +97,7 @@ impl AuthHub {
                 .unwrap_or_default(),
             apps: current.app_count(),
             grants: current.grant_count(),
+            plaintext_secrets: current.plaintext_secrets,
         }
     }
 

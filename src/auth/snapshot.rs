@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::dsn::{Dsn, Role};
@@ -37,8 +38,64 @@ pub struct AuthRow {
 }
 
 struct App {
-    secret: String,
+    secret: StoredSecret,
     cluster: String,
+}
+
+/// An app's secret as `app.app_secret` holds it: `sha256:` and the 64 hex
+/// digits of the secret's SHA-256 (as redis-server's ACL stores passwords), or,
+/// in databases from before hashing, the secret itself. A value that starts
+/// with `sha256:` is never taken for a plaintext secret: when it is not a
+/// well-formed hash, the row is skipped.
+enum StoredSecret {
+    Plain(String),
+    Sha256([u8; 32]),
+}
+
+/// The prefix that marks a hashed secret.
+pub const HASH_PREFIX: &str = "sha256:";
+
+impl StoredSecret {
+    fn parse(stored: String) -> Result<StoredSecret, &'static str> {
+        let Some(hex) = stored.strip_prefix(HASH_PREFIX) else {
+            return Ok(StoredSecret::Plain(stored));
+        };
+        let digest =
+            decode_hex(hex).ok_or("app_secret starts with sha256: but is not 64 hex digits")?;
+        Ok(StoredSecret::Sha256(digest))
+    }
+
+    /// Compares in constant time: the stored secret, or the sent secret's hash.
+    fn matches(&self, sent: &str) -> bool {
+        match self {
+            StoredSecret::Plain(secret) => secret.as_bytes().ct_eq(sent.as_bytes()).into(),
+            StoredSecret::Sha256(digest) => {
+                let sent = Sha256::digest(sent.as_bytes());
+                digest[..].ct_eq(&sent[..]).into()
+            }
+        }
+    }
+}
+
+/// `sha256:` and the hex digits of `secret`'s SHA-256: what `app_secret` holds
+/// for a hashed secret.
+pub fn hash_secret(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{HASH_PREFIX}{hex}")
+}
+
+fn decode_hex(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let text = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// What a successful AUTH grants a connection.
@@ -76,6 +133,8 @@ pub struct AuthSnapshot {
     by_group: HashMap<String, Vec<(String, String)>>,
     /// When the rows were read from MySQL.
     pub loaded_at: Option<SystemTime>,
+    /// Apps whose `app_secret` holds the secret itself, not its hash.
+    pub plaintext_secrets: usize,
 }
 
 /// A snapshot plus what was skipped while building it, for the refresh log.
@@ -112,11 +171,21 @@ impl AuthSnapshot {
                 ));
                 continue;
             }
+            let secret = match StoredSecret::parse(app.secret) {
+                Ok(secret) => secret,
+                Err(why) => {
+                    skipped.push(format!("app id {}: {why}", app.id));
+                    continue;
+                }
+            };
+            if matches!(secret, StoredSecret::Plain(_)) {
+                snapshot.plaintext_secrets += 1;
+            }
             by_id.insert(app.id, app.key.clone());
             snapshot.apps.insert(
                 app.key,
                 App {
-                    secret: app.secret,
+                    secret,
                     cluster: app.cluster,
                 },
             );
@@ -155,7 +224,7 @@ impl AuthSnapshot {
         let app = self.apps.get(&dsn.key).ok_or(Denied::UnknownKey)?;
         // The secret is compared before anything about the group is revealed by
         // timing, and in constant time.
-        let secret_ok: bool = app.secret.as_bytes().ct_eq(dsn.secret.as_bytes()).into();
+        let secret_ok = app.secret.matches(&dsn.secret);
         let topics = self.grants.get(&(dsn.key.clone(), dsn.group.clone()));
         if !secret_ok {
             return Err(Denied::WrongSecret);
@@ -366,5 +435,53 @@ mod tests {
         assert!(s
             .authenticate(&dsn("a:s@G/topic=t&role=pub&color=eu"))
             .is_ok());
+    }
+
+    #[test]
+    fn secrets_may_be_stored_hashed() {
+        let hashed = hash_secret("s3cret");
+        // printf s3cret | sha256sum
+        assert_eq!(
+            hashed,
+            "sha256:1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0"
+        );
+        let built = AuthSnapshot::build(
+            vec![
+                app(1, "hashed", &hashed, None),
+                app(2, "plain", "s3cret", None),
+                app(3, "broken", "sha256:not-hex", None),
+            ],
+            vec![
+                auth(1, 1, Some("g"), 3, "t"),
+                auth(2, 2, Some("g"), 3, "t"),
+                auth(3, 3, Some("g"), 3, "t"),
+            ],
+            SystemTime::UNIX_EPOCH,
+        );
+        let s = built.snapshot;
+        assert_eq!(s.plaintext_secrets, 1);
+        assert!(s
+            .authenticate(&dsn("hashed:s3cret@g/topic=t&role=pub"))
+            .is_ok());
+        assert_eq!(
+            s.authenticate(&dsn("hashed:wrong@g/topic=t&role=pub")),
+            Err(Denied::WrongSecret)
+        );
+        // The hash itself is not the secret.
+        let as_sent = format!("hashed:{}@g/topic=t&role=pub", &hashed[7..]);
+        assert_eq!(s.authenticate(&dsn(&as_sent)), Err(Denied::WrongSecret));
+        assert!(s
+            .authenticate(&dsn("plain:s3cret@g/topic=t&role=pub"))
+            .is_ok());
+        // A malformed hash is never taken for a plaintext secret.
+        assert_eq!(
+            s.authenticate(&dsn("broken:not-hex@g/topic=t&role=pub")),
+            Err(Denied::UnknownKey)
+        );
+        assert!(
+            built.skipped.iter().any(|r| r.contains("app id 3")),
+            "{:?}",
+            built.skipped
+        );
     }
 }

@@ -211,6 +211,12 @@ impl Collector for GatewayCollector {
         .encode_gauge(&refresh.snapshot_age.as_secs_f64())?;
         gauge(
             &mut e,
+            "auth_plaintext_secrets",
+            "Apps whose app_secret holds the secret itself rather than its sha256: hash",
+            refresh.plaintext_secrets as i64,
+        )?;
+        gauge(
+            &mut e,
             "auth_grants",
             "Grants (group, topic) in the auth snapshot",
             refresh.grants as i64,

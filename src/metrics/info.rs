@@ -130,6 +130,7 @@ fn kafka(sources: &Sources, out: &mut String) {
     field(out, "produce_in_flight", sources.producers.in_flight());
     field(out, "auth_apps", refresh.apps);
     field(out, "auth_grants", refresh.grants);
+    field(out, "auth_plaintext_secrets", refresh.plaintext_secrets);
     field(
         out,
         "auth_snapshot_age_seconds",
