@@ -295,6 +295,16 @@ impl Config {
         Ok(config)
     }
 
+    /// How many librdkafka producers the process makes: one per cluster, or
+    /// one per cluster and shard.
+    pub fn producer_instances(&self) -> usize {
+        let per_cluster = match self.server.producers {
+            ProducerLayout::Shared => 1,
+            ProducerLayout::PerShard => self.shard_count(),
+        };
+        (per_cluster * self.clusters.len()).max(1)
+    }
+
     fn validate(&self) -> Result<()> {
         let s = &self.server;
         at_least_one("server.max_connections", s.max_connections)?;
@@ -311,9 +321,14 @@ impl Config {
                 s.max_bulk_len
             );
         }
-        if s.max_in_flight_bytes < s.max_value_bytes + 64 * 1024 {
+        // Each producer instance's queue gets its share of the budget, and
+        // librdkafka refuses a record larger than its queue.
+        let instances = self.producer_instances();
+        let share = s.max_in_flight_bytes / instances;
+        if share < s.max_value_bytes + 64 * 1024 {
             bail!(
-                "invalid value for server.max_in_flight_bytes: {} cannot hold one record of \
+                "invalid value for server.max_in_flight_bytes: {} shared among {instances} \
+                 producer instance(s) leaves {share} bytes each, less than one record of \
                  server.max_value_bytes ({}) and its framing",
                 s.max_in_flight_bytes,
                 s.max_value_bytes

@@ -116,10 +116,19 @@ const FDS_PER_SUBSCRIBER: u64 = 10;
 /// broker sockets, the MySQL pool, the metrics endpoint, io_uring rings.
 const FDS_BESIDES: u64 = 256;
 
-/// The descriptors `config` may need at once.
+/// The descriptors `config` may need at once: a connection's, a
+/// subscriber's consumer's, and each producer's socket per broker (counted
+/// from the bootstrap lists, plus room for brokers it discovers).
 fn descriptors_needed(config: &Config) -> u64 {
+    let brokers: u64 = config
+        .clusters
+        .values()
+        .map(|c| c.brokers.split(',').count() as u64 + 4)
+        .max()
+        .unwrap_or(4);
     config.server.max_connections as u64
         + config.server.max_subscribers as u64 * FDS_PER_SUBSCRIBER
+        + config.producer_instances() as u64 * brokers
         + FDS_BESIDES
 }
 

@@ -18,11 +18,27 @@ use tokio::sync::watch;
 pub use dsn::{Dsn, DsnError, Role};
 
 /// What the logs show of something that may be a secret (an unknown app key
-/// is often a secret in the key's place): the first 8 hex digits of its
-/// SHA-256, enough to tell two values apart, nothing to recover them by.
+/// is often a secret in the key's place): 8 hex digits of its SHA-256 salted
+/// with a key of this process, enough to tell two values apart within a run,
+/// nothing to test guesses against offline.
 pub fn fingerprint(value: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(value)[..4]
+    static SALT: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    let salt = SALT.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState is seeded from the OS, afresh per process.
+        let mut salt = [0u8; 16];
+        for (i, chunk) in salt.chunks_mut(8).enumerate() {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_usize(i);
+            chunk.copy_from_slice(&h.finish().to_le_bytes());
+        }
+        salt
+    });
+    Sha256::new()
+        .chain_update(salt)
+        .chain_update(value)
+        .finalize()[..4]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()

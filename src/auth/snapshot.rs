@@ -128,9 +128,9 @@ pub struct AuthSnapshot {
     apps: HashMap<String, App>,
     /// (app key, group) → topic → operation bits.
     grants: HashMap<(String, String), HashMap<String, i64>>,
-    /// group → the (app key, topic) pairs it is granted for: who may be a
-    /// member of a consumer group of that name.
-    by_group: HashMap<String, Vec<(String, String)>>,
+    /// group → the (app key, topic, operation bits) it is granted for: who
+    /// may be a member of a consumer group of that name.
+    by_group: HashMap<String, Vec<(String, String, i64)>>,
     /// When the rows were read from MySQL.
     pub loaded_at: Option<SystemTime>,
     /// Apps whose `app_secret` holds the secret itself, not its hash.
@@ -205,11 +205,11 @@ impl AuthSnapshot {
                 ));
                 continue;
             };
-            snapshot
-                .by_group
-                .entry(group.clone())
-                .or_default()
-                .push((key.clone(), auth.topic.clone()));
+            snapshot.by_group.entry(group.clone()).or_default().push((
+                key.clone(),
+                auth.topic.clone(),
+                auth.operation.unwrap_or(0),
+            ));
             snapshot
                 .grants
                 .entry((key.clone(), group))
@@ -249,24 +249,24 @@ impl AuthSnapshot {
 
     /// Whether a subscriber's colored group `<group>-<color>` could also be
     /// joined through another grant: a group of that very name, or one that
-    /// the name starts with followed by `-` (its subscribers derive the same
-    /// name with another color), granted to another app or to this app for
+    /// the name starts with followed by `-` (the subscriber's own group
+    /// included: its subscribers derive the same name with another color),
+    /// granted with the subscribe bit to another app or to this app for
     /// another topic. Either would put two parties in one consumer group:
     /// one would read the other's records and move its offsets.
     fn color_collides(&self, dsn: &Dsn) -> bool {
         let derived = format!("{}-{}", dsn.group, dsn.color);
         let own = (dsn.key.as_str(), dsn.topic.as_str());
-        let joinable_as = std::iter::once(derived.as_str()).chain(
-            derived
-                .match_indices('-')
-                .map(|(at, _)| &derived[..at])
-                // The subscriber's own group is what it was granted.
-                .filter(|prefix| *prefix != dsn.group),
-        );
+        let joinable_as = std::iter::once(derived.as_str())
+            .chain(derived.match_indices('-').map(|(at, _)| &derived[..at]));
+        // The subscriber's own (app, topic) grant of its own group is the
+        // one the name is for; any other that could subscribe collides.
         joinable_as
             .filter_map(|group| self.by_group.get(group))
             .flatten()
-            .any(|(key, topic)| (key.as_str(), topic.as_str()) != own)
+            .any(|(key, topic, operation)| {
+                operation & OP_SUBSCRIBE != 0 && (key.as_str(), topic.as_str()) != own
+            })
     }
 
     pub fn app_count(&self) -> usize {
@@ -410,6 +410,11 @@ mod tests {
                 auth(5, 1, Some("a"), 3, "t"),
                 auth(6, 1, Some("G2"), 3, "t"),
                 auth(7, 1, Some("G2-x"), 3, "u"),
+                // S is granted to both apps; P-q to b for publishing only.
+                auth(8, 1, Some("S"), 3, "t"),
+                auth(9, 2, Some("S"), 3, "t"),
+                auth(10, 1, Some("P"), 3, "t"),
+                auth(11, 2, Some("P-q"), 2, "t"),
             ],
             SystemTime::UNIX_EPOCH,
         );
@@ -428,6 +433,11 @@ mod tests {
         assert_eq!(sub("a", "a", "b-c"), refused);
         // The same app's group for another topic.
         assert_eq!(sub("a", "G2", "x"), refused);
+        // A group shared with another app: its colored subscribers would
+        // land in the same S-z.
+        assert_eq!(sub("a", "S", "z"), refused);
+        // A grant without the subscribe bit makes no consumer.
+        assert!(sub("a", "P", "q").is_ok());
         // The same app's group for the same topic is its own.
         assert!(sub("a", "G", "own").is_ok());
         assert!(sub("a", "G", "us").is_ok());

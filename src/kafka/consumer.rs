@@ -36,6 +36,10 @@ use super::context::KafkaContext;
 use crate::config::Config;
 use crate::message::{Consumed, Encoding, Fetched};
 
+/// Runs of skipped records (other colors) remembered per partition, waiting
+/// for the client to commit the delivered record before them.
+const MAX_SKIPPED_RUNS: usize = 10_000;
+
 /// How often a member sends the client's commits to Kafka.
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -410,6 +414,9 @@ impl MemberTask {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        // A rebalance since may have moved its partition: then its new owner
+        // delivers it, and so must not this member.
+        let carried = carried.filter(|m| context.lock().assigned.contains(&m.partition()));
         if let Some(message) = carried {
             let metadata = headers_of(&message).1;
             let encoded = self.encode(&message, metadata, encoding);
@@ -705,6 +712,14 @@ impl PartitionOffsets {
     fn skipped(&mut self, offset: i64) {
         match self.last_delivered {
             Some(delivered) if self.next.is_none_or(|next| next <= delivered) => {
+                // Bounded for a client that never commits: the oldest entry
+                // goes (its skipped records are then read and skipped again
+                // after a restart, nothing lost).
+                if self.skipped_after.len() >= MAX_SKIPPED_RUNS
+                    && !self.skipped_after.contains_key(&delivered)
+                {
+                    self.skipped_after.pop_first();
+                }
                 self.skipped_after.insert(delivered, offset);
             }
             _ => self.advance(offset + 1),

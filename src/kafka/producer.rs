@@ -43,6 +43,9 @@ pub enum ProduceError {
     Kafka(KafkaError),
     #[error("producer is gone")]
     Canceled,
+    /// The client stopped waiting before the broker answered.
+    #[error("not acknowledged in time")]
+    Unanswered,
 }
 
 impl Producers {
@@ -53,8 +56,8 @@ impl Producers {
         };
         // server.max_in_flight_bytes is for the whole process: each
         // instance's queue gets its share.
-        let instances = (copies * config.clusters.len()).max(1);
-        let queue_kbytes = (config.server.max_in_flight_bytes / instances / 1024).max(1);
+        let queue_kbytes =
+            (config.server.max_in_flight_bytes / config.producer_instances() / 1024).max(1);
         let mut by_cluster = HashMap::new();
         for (name, cluster) in &config.clusters {
             let producers = (0..copies)

@@ -27,8 +27,24 @@ pub struct ProducerSlot {
     /// 500 ms, in librdkafka's drop), which no shard may wait for: they go
     /// with the slot, at exit.
     retired: Mutex<Vec<Arc<ClusterProducer>>>,
+    /// When the last replacement was made (ms from `health.since`; 0: never):
+    /// a fatal error that comes straight back must not make an instance per
+    /// produce.
+    replaced_at: AtomicU64,
     health: Health,
 }
+
+/// At most one replacement per slot in this time.
+const REPLACE_INTERVAL_MS: u64 = 10_000;
+/// Instances retired at most; past it the slot keeps its dead instance
+/// (produces fail, `/readyz` says so) rather than pile up threads and sockets.
+const MAX_RETIRED: usize = 8;
+/// A failure older than this no longer makes the cluster "failing": with no
+/// traffic (an unready gateway gets none), readiness must come back.
+const FAILING_FOR_MS: u64 = 30_000;
+/// A delivery given up by its client after this long without an answer
+/// counts as a failure of the cluster: the broker did not answer in time.
+const UNANSWERED_MS: u128 = 1_000;
 
 /// When produces last succeeded and failed, in milliseconds from `since`
 /// (0: never). Produces are failing while the last failure is the latest.
@@ -46,6 +62,7 @@ impl ProducerSlot {
             config,
             current: ArcSwap::from_pointee(producer),
             retired: Mutex::new(Vec::new()),
+            replaced_at: AtomicU64::new(0),
             health: Health {
                 since: Instant::now(),
                 last_ok: AtomicU64::new(0),
@@ -78,6 +95,8 @@ impl ProducerSlot {
                 delivery,
                 slot: Arc::clone(self),
                 producer,
+                sent: Instant::now(),
+                answered: false,
             }),
             Err(e) => {
                 self.failed(&e, &producer);
@@ -89,7 +108,9 @@ impl ProducerSlot {
     /// Whether the latest produce outcome is a failure.
     pub fn failing(&self) -> bool {
         let h = &self.health;
-        h.last_failure.load(Ordering::Relaxed) > h.last_ok.load(Ordering::Relaxed)
+        let last_failure = h.last_failure.load(Ordering::Relaxed);
+        last_failure > h.last_ok.load(Ordering::Relaxed)
+            && self.now_ms().saturating_sub(last_failure) < FAILING_FOR_MS
     }
 
     fn now_ms(&self) -> u64 {
@@ -137,6 +158,20 @@ impl ProducerSlot {
         if !Arc::ptr_eq(&self.current.load(), dead) {
             return;
         }
+        let now = self.now_ms();
+        let last = self.replaced_at.load(Ordering::Relaxed);
+        if last != 0 && now - last < REPLACE_INTERVAL_MS {
+            return;
+        }
+        if retired.len() >= MAX_RETIRED {
+            if last != u64::MAX {
+                tracing::error!(cluster = %self.cluster, %reason, retired = retired.len(),
+                    "the Kafka producer keeps hitting fatal errors: not replaced any more");
+                self.replaced_at.store(u64::MAX, Ordering::Relaxed);
+            }
+            return;
+        }
+        self.replaced_at.store(now, Ordering::Relaxed);
         match create(&self.cluster, &self.config) {
             Ok(fresh) => {
                 let old = self.current.swap(Arc::new(fresh));
@@ -156,7 +191,7 @@ impl ProducerSlot {
 fn blames_the_cluster(error: &ProduceError) -> bool {
     use rdkafka::types::RDKafkaErrorCode as Code;
     match error {
-        ProduceError::Canceled => true,
+        ProduceError::Canceled | ProduceError::Unanswered => true,
         ProduceError::Kafka(e) => !matches!(
             e.rdkafka_error_code(),
             Some(
@@ -188,11 +223,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A record's acknowledgement, noted in its slot's health when it comes.
+/// A record's acknowledgement, noted in its slot's health when it comes, or
+/// when its client gives up waiting for it (the broker did not answer).
 pub struct SlotDelivery {
     delivery: Delivery,
     slot: Arc<ProducerSlot>,
     producer: Arc<ClusterProducer>,
+    sent: Instant,
+    answered: bool,
 }
 
 impl Future for SlotDelivery {
@@ -200,11 +238,24 @@ impl Future for SlotDelivery {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let outcome = std::task::ready!(Pin::new(&mut self.delivery).poll(cx));
+        self.answered = true;
         match &outcome {
             Ok(()) => self.slot.succeeded(),
             Err(e) => self.slot.failed(e, &self.producer),
         }
         Poll::Ready(outcome)
+    }
+}
+
+impl Drop for SlotDelivery {
+    fn drop(&mut self) {
+        // Given up after a while without an answer: the client's
+        // produce_timeout passed while librdkafka still waits on the broker.
+        // (A client that leaves at once is not the broker's doing.)
+        if !self.answered && self.sent.elapsed().as_millis() >= UNANSWERED_MS {
+            let unanswered = ProduceError::Unanswered;
+            self.slot.failed(&unanswered, &self.producer);
+        }
     }
 }
 

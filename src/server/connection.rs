@@ -24,6 +24,7 @@ use crate::config::ServerConfig;
 use crate::errors;
 use crate::metrics::ShardStats;
 use crate::resp::{Limits, Parser};
+use crate::session::budget::{HeldBytes, PROCESS_RECHECK};
 use crate::session::{Backend, Reply, Session, Then};
 
 use super::outbox::{self, Held, Inbox, Outbox, Outgoing, WriterGone};
@@ -84,10 +85,17 @@ pub async fn serve<S: ClientStream, B: Backend>(
     .await;
     // Otherwise the reader ended. Replies still pending are written unless the
     // client is gone: dropping them then cancels what waits for them (a
-    // subscriber's long poll) at once. Bounded: every write gives up after
-    // write_timeout without progress.
+    // subscriber's long poll) at once. Bounded as a whole, not only per
+    // write: a client reading a trickle must not keep its slot for hours.
     if ended == Some(ReadEnd::Finish) {
-        writing.await;
+        let drained = async {
+            (&mut writing).await;
+        };
+        future::or(
+            drained,
+            glommio::timer::sleep(shard.server.shutdown_timeout),
+        )
+        .await;
     }
     tracing::debug!(%peer, "connection closed");
 }
@@ -188,9 +196,9 @@ async fn read_loop<S: ClientStream, B: Backend>(
     let mut last_command = connected;
     let mut buf = BytesMut::new();
     let mut read_size = MIN_READ;
-    // The part of an unfinished request past its first 64 KiB, counted
-    // against the process's budget while it is read.
-    let mut _unfinished = None;
+    // What the request being read needs past its first 64 KiB, reserved in
+    // the process's budget (`max_buffered_bytes`) until it is parsed.
+    let mut reserved: Option<(usize, HeldBytes)> = None;
 
     loop {
         // Everything already buffered is dispatched before reading more.
@@ -227,9 +235,7 @@ async fn read_loop<S: ClientStream, B: Backend>(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    let _ = outbox
-                        .push(Reply::error(errors::protocol(&e)), session.resp3())
-                        .await;
+                    last_word(outbox, Reply::error(errors::protocol(&e)), session.resp3()).await;
                     return ReadEnd::Finish;
                 }
             }
@@ -245,8 +251,9 @@ async fn read_loop<S: ClientStream, B: Backend>(
         if buf.is_empty() && buf.capacity() > KEEP_BUFFER {
             buf = BytesMut::new();
         }
-        let beyond = buf.len().saturating_sub(UNCOUNTED_REQUEST_BYTES);
-        _unfinished = (beyond > 0).then(|| session.hold_for_reading(beyond));
+        if buf.is_empty() {
+            reserved = None;
+        }
         watch.deadline = match session.role() {
             None => connected + server.auth_timeout,
             role => idle_deadline(server, role, last_command),
@@ -257,6 +264,24 @@ async fn read_loop<S: ClientStream, B: Backend>(
             Ok(())
         } else {
             until(session.room_to_read(), &mut watch).await
+        };
+        // A request that needs more than 64 KiB is admitted whole, or waits
+        // holding none of it.
+        let needs = buf
+            .len()
+            .max(parser.bytes_needed())
+            .saturating_sub(UNCOUNTED_REQUEST_BYTES);
+        if needs == 0 {
+            reserved = None;
+        }
+        let room = match room {
+            Ok(()) if needs > reserved.as_ref().map_or(0, |(n, _)| *n) => {
+                reserved = None;
+                until(admit(&session, needs), &mut watch)
+                    .await
+                    .map(|held| reserved = Some((needs, held)))
+            }
+            other => other,
         };
         let event = match room {
             Err(interrupt) => interrupt,
@@ -286,18 +311,30 @@ async fn read_loop<S: ClientStream, B: Backend>(
         match event {
             Interrupt::Deadline => {
                 if session.role().is_none() {
-                    let _ = outbox.push(Reply::error(errors::AUTH_TIMEOUT), false).await;
+                    last_word(outbox, Reply::error(errors::AUTH_TIMEOUT), false).await;
                 }
                 return ReadEnd::Finish;
             }
             Interrupt::GrantsChanged => {
                 if let Some(error) = session.recheck() {
-                    let _ = outbox.push(error, session.resp3()).await;
+                    last_word(outbox, error, session.resp3()).await;
                     return ReadEnd::Finish;
                 }
             }
             Interrupt::Shutdown => return ReadEnd::Finish,
         }
+    }
+}
+
+/// Reserves `bytes` of the process's budget for a request being read,
+/// waiting (looking again every few milliseconds: the budget is given back
+/// on other threads) until they fit.
+async fn admit<B: Backend>(session: &Session<B>, bytes: usize) -> HeldBytes {
+    loop {
+        if let Some(held) = session.try_hold_for_reading(bytes) {
+            return held;
+        }
+        glommio::timer::sleep(PROCESS_RECHECK).await;
     }
 }
 
@@ -341,9 +378,22 @@ async fn push<B: Backend>(
             // the connection; its error cannot be queued (no room), the close
             // says it.
             Err(Interrupt::GrantsChanged) if session.recheck().is_none() => {}
+            // Shutting down: the replies already queued (acknowledged
+            // produces among them) are still written, within the shutdown
+            // and write timeouts.
+            Err(Interrupt::Shutdown) => return Err(ReadEnd::Finish),
+            // The deadline passed, or the grant is gone, with the client not
+            // reading: nothing more is owed to it.
             Err(_) => return Err(ReadEnd::ClientGone),
         }
     }
+}
+
+/// Queues the reply a connection ends with, if there is room for it now: a
+/// client that does not read its replies gets the close without it, not a
+/// wait.
+async fn last_word(outbox: &mut Outbox, reply: Reply, resp3: bool) {
+    let _ = future::poll_once(outbox.push(reply, resp3)).await;
 }
 
 /// Answers `NOAUTH` to every complete command already received; nothing more

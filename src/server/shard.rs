@@ -122,7 +122,7 @@ async fn accept_loop<B: Backend + 'static>(
                 // flood the log.
                 let pause = failures.failed(&e);
                 if out_of_descriptors && reserve.take().is_some() {
-                    refuse_one(listener, &shard.shutdown).await;
+                    refuse_one(listener, tls.is_some(), &shard.shutdown).await;
                     reserve = std::fs::File::open("/dev/null").ok();
                     // A client was answered: no reason to wait.
                     continue;
@@ -130,8 +130,13 @@ async fn accept_loop<B: Backend + 'static>(
                 if reserve.is_none() {
                     reserve = std::fs::File::open("/dev/null").ok();
                 }
-                // Back off instead of spinning on the error.
-                glommio::timer::sleep(pause).await;
+                // Back off instead of spinning on a shortage; an error of one
+                // connection (reset before it was taken) is no reason to.
+                let shortage = out_of_descriptors
+                    || matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::ENOMEM));
+                if shortage {
+                    glommio::timer::sleep(pause).await;
+                }
                 continue;
             }
         };
@@ -161,14 +166,15 @@ async fn accept_loop<B: Backend + 'static>(
 /// With the reserve descriptor let go: accepts one waiting client and
 /// answers it `max number of clients reached`. Bounded: a client that went
 /// away meanwhile is not waited for.
-async fn refuse_one(listener: &TcpListener, shutdown: &watch::Receiver<bool>) {
+async fn refuse_one(listener: &TcpListener, tls: bool, shutdown: &watch::Receiver<bool>) {
     let accept = async { listener.accept().await.ok() };
     let gone = async {
         glommio::timer::sleep(Duration::from_millis(100)).await;
         None
     };
     if let Some(stream) = future::or(accept, gone).await {
-        if !*shutdown.borrow() {
+        // A TLS client would not understand plain RESP: it gets the close.
+        if !tls && !*shutdown.borrow() {
             connection::refuse(stream, errors::MAX_CLIENTS).await;
         }
     }

@@ -199,10 +199,11 @@ fn a_client_that_reads_nothing_stops_being_read_at_max_pipeline() {
 
 #[test]
 fn a_client_that_authenticated_is_not_held_to_the_auth_timeout() {
-    // AUTH, then 6 MB of ECHO replies the client does not read for longer
-    // than auth_timeout: the gateway waits on the client (write side full),
-    // and must judge it by the idle timeout now, not the auth timeout.
-    const ECHOES: usize = 400;
+    // AUTH, then 32 MB of ECHO replies (more than loopback socket buffers
+    // hold) the client does not read for longer than auth_timeout: the
+    // gateway waits on the client (write side full), and must judge it by
+    // the idle timeout now, not the auth timeout.
+    const ECHOES: usize = 2_000;
     let payload = "e".repeat(16 * 1024);
     let mut wire = encode(&["AUTH", PUB]);
     for _ in 0..ECHOES {

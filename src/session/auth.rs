@@ -38,7 +38,9 @@ impl<B: Backend> Session<B> {
             }
             _ => return Step::reply(Reply::error(errors::wrong_arity(b"auth"))),
         };
-        self.authenticate(raw)
+        // A copy: a slice would keep the whole read buffer it came in alive
+        // for the connection's life.
+        self.authenticate(Bytes::copy_from_slice(&raw))
     }
 
     /// Checks an AUTH string and, on success, gives the connection its role.

@@ -1,10 +1,10 @@
 //! Budgets for the request bytes the gateway holds. Per connection: the keys
 //! and values of produces not yet handed to Kafka (waiting for room in a full
-//! producer queue). For the whole process: those, plus requests not yet read
-//! to their end beyond a connection's first 64 KiB. Past either, a
-//! connection reads nothing more until bytes are given back, so publishers
-//! pipelining large values into a stalled broker cost at most the budgets,
-//! not what they send.
+//! producer queue); past it, the connection reads nothing more until they are
+//! handed over. For the whole process: those, plus large requests being read.
+//! A request is admitted whole: the bytes it needs past a connection's first
+//! 64 KiB are reserved at once, or the connection waits holding none of them,
+//! so readers never wait on each other's half-read requests.
 
 use std::cell::Cell;
 use std::future::poll_fn;
@@ -16,8 +16,9 @@ use std::time::Duration;
 
 /// How often a connection waiting for the process's budget looks again. The
 /// budget is given back on other threads, which cannot wake this one; the
-/// wait only happens with the whole process at its bound.
-const PROCESS_RECHECK: Duration = Duration::from_millis(5);
+/// wait only happens with a large request while the whole process is at its
+/// bound.
+pub const PROCESS_RECHECK: Duration = Duration::from_millis(5);
 
 /// The whole process's budget, shared by every shard.
 pub struct ProcessBudget {
@@ -37,8 +38,14 @@ impl ProcessBudget {
         self.used.load(Ordering::Relaxed)
     }
 
-    fn has_room(&self) -> bool {
-        self.used() < self.limit
+    /// Takes `bytes` if they fit under the limit (or nothing else is held:
+    /// one request of any allowed size always gets through).
+    fn try_take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used == 0 || used + bytes <= self.limit).then_some(used + bytes)
+            })
+            .is_ok()
     }
 }
 
@@ -77,10 +84,15 @@ impl ByteBudget {
         self.take_of_process(bytes, true)
     }
 
-    /// Takes `bytes` of the process's budget only: a request being read, which
-    /// the connection's own budget must not stop (it could never complete).
-    pub fn take_for_reading(self: &Rc<Self>, bytes: usize) -> HeldBytes {
-        self.take_of_process(bytes, false)
+    /// Reserves `bytes` of the process's budget for a request being read, if
+    /// they fit; the connection's own budget does not apply (the request
+    /// could never complete).
+    pub fn try_take_for_reading(self: &Rc<Self>, bytes: usize) -> Option<HeldBytes> {
+        self.process.try_take(bytes).then(|| HeldBytes {
+            budget: Rc::clone(self),
+            bytes,
+            connection: false,
+        })
     }
 
     fn take_of_process(self: &Rc<Self>, bytes: usize, connection: bool) -> HeldBytes {
@@ -96,14 +108,12 @@ impl ByteBudget {
         self.held.get()
     }
 
-    /// Whether the connection may read now: under its limit, and the
-    /// process under its own.
+    /// Whether the connection may read now: under its limit.
     pub fn has_room(&self) -> bool {
-        self.held.get() < self.limit && self.process.has_room()
+        self.held.get() < self.limit
     }
 
-    /// Resolves once less than the connection's limit is held and the
-    /// process is under its own.
+    /// Resolves once less than the connection's limit is held.
     pub async fn room(&self) {
         poll_fn(|cx| {
             if self.held.get() < self.limit {
@@ -114,9 +124,6 @@ impl ByteBudget {
             }
         })
         .await;
-        while !self.process.has_room() {
-            glommio::timer::sleep(PROCESS_RECHECK).await;
-        }
     }
 }
 
@@ -148,8 +155,9 @@ mod tests {
         let budget = ByteBudget::new(10, Arc::clone(&process));
         let a = budget.take(6);
         let b = budget.take(6);
-        let reading = budget.take_for_reading(50);
+        let reading = budget.try_take_for_reading(50).unwrap();
         assert_eq!((budget.held(), process.used()), (12, 62));
+        assert!(budget.try_take_for_reading(50).is_none(), "62 + 50 > 100");
         let mut cx = std::task::Context::from_waker(Waker::noop());
         {
             let mut room = std::pin::pin!(budget.room());
@@ -159,5 +167,9 @@ mod tests {
         }
         drop((b, reading));
         assert_eq!((budget.held(), process.used()), (0, 0));
+        // Alone, a request of any size is admitted.
+        let big = budget.try_take_for_reading(500).unwrap();
+        assert!(budget.try_take_for_reading(1).is_none());
+        drop(big);
     }
 }

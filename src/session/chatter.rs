@@ -88,7 +88,7 @@ impl<B: Backend> Session<B> {
             } else if option.eq_ignore_ascii_case(b"SETNAME") {
                 match options.next() {
                     Some(name) => match client_name_error(name) {
-                        None => setname = Some(name.clone()),
+                        None => setname = Some(Bytes::copy_from_slice(name)),
                         Some(error) => return Step::reply(Reply::error(error)),
                     },
                     None => return Step::reply(Reply::error(errors::SYNTAX)),
@@ -131,8 +131,9 @@ impl<B: Backend> Session<B> {
             if let Some(error) = client_name_error(name) {
                 return Reply::error(error);
             }
+            // A copy: a slice would keep its read buffer alive.
             self.client
-                .set_name((!name.is_empty()).then(|| name.clone()));
+                .set_name((!name.is_empty()).then(|| Bytes::copy_from_slice(name)));
             Reply::OK
         } else if is("GETNAME") && arity(0) {
             self.client.name().map_or(Reply::Null, Reply::Bulk)

@@ -188,10 +188,10 @@ impl<B: Backend> Session<B> {
         self.budget.has_room()
     }
 
-    /// Counts `bytes` of a request not yet read to its end against the
-    /// process's budget, until the guard is dropped.
-    pub fn hold_for_reading(&self, bytes: usize) -> budget::HeldBytes {
-        self.budget.take_for_reading(bytes)
+    /// Reserves `bytes` of the process's budget for a request being read,
+    /// until the guard is dropped; None when they do not fit now.
+    pub fn try_hold_for_reading(&self, bytes: usize) -> Option<budget::HeldBytes> {
+        self.budget.try_take_for_reading(bytes)
     }
 
     pub fn handle(&mut self, command: Command) -> Step {

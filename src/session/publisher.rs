@@ -1,5 +1,6 @@
 //! The publisher role: `SET` and `HSET` become produces (protocol.md §4).
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,6 +22,25 @@ pub struct Publisher<P> {
     limits: Limits,
     /// The connection's budget for values not yet handed to the producer.
     budget: Rc<ByteBudget>,
+    /// SETs waiting for room in the producer's queue: while there are any,
+    /// new ones queue behind them.
+    waiting: Rc<Cell<usize>>,
+}
+
+/// One SET among those waiting for room; counted out when dropped.
+struct Waiting(Rc<Cell<usize>>);
+
+impl Waiting {
+    fn enter(count: &Rc<Cell<usize>>) -> Waiting {
+        count.set(count.get() + 1);
+        Waiting(Rc::clone(count))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 struct Target<P> {
@@ -28,6 +48,23 @@ struct Target<P> {
     color: String,
     producer: P,
     stats: Arc<ShardStats>,
+}
+
+impl<P> Target<P> {
+    fn record<'a>(
+        &'a self,
+        key: &'a [u8],
+        value: &'a [u8],
+        metadata: Option<&'a [u8]>,
+    ) -> Record<'a> {
+        Record {
+            topic: &self.topic,
+            key,
+            value,
+            color: &self.color,
+            metadata,
+        }
+    }
 }
 
 impl<P: Produce + 'static> Publisher<P> {
@@ -49,6 +86,7 @@ impl<P: Produce + 'static> Publisher<P> {
             cluster,
             limits,
             budget,
+            waiting: Rc::new(Cell::new(0)),
         }
     }
 
@@ -86,30 +124,35 @@ impl<P: Produce + 'static> Publisher<P> {
         let started = Instant::now();
         let deadline = started + timeout;
         let budget = Rc::clone(&self.budget);
+        let waiting = Rc::clone(&self.waiting);
         Reply::start(async move {
+            let (mut key, mut value) = (key, value);
             let acked = async {
-                let enqueued = {
-                    let record = Record {
-                        topic: &target.topic,
-                        key: &key,
-                        value: &value,
-                        color: &target.color,
-                        metadata: metadata.as_deref(),
-                    };
-                    let mut enqueue = std::pin::pin!(target.producer.enqueue(&record, deadline));
-                    match futures_lite::future::poll_once(&mut enqueue).await {
-                        Some(enqueued) => enqueued,
-                        None => {
-                            // The producer's queue is full: the request's
-                            // bytes stay held until it takes them, and count
-                            // against the budgets meanwhile.
-                            let _held = budget.take(key.len() + value.len());
-                            enqueue.await
-                        }
+                // At once, unless earlier SETs of this connection wait for
+                // room: then behind them, so that records keep their order.
+                let at_once = if waiting.get() == 0 {
+                    let record = target.record(&key, &value, metadata.as_deref());
+                    let enqueue = target.producer.enqueue(&record, deadline);
+                    futures_lite::future::poll_once(enqueue).await
+                } else {
+                    None
+                };
+                let enqueued = match at_once {
+                    Some(enqueued) => enqueued,
+                    None => {
+                        // The producer's queue is full. Wait with copies, not
+                        // slices that would keep whole read buffers alive, and
+                        // count them against the budgets meanwhile.
+                        key = Bytes::copy_from_slice(&key);
+                        value = Bytes::copy_from_slice(&value);
+                        let _held = budget.take(key.len() + value.len());
+                        let _queued = Waiting::enter(&waiting);
+                        let record = target.record(&key, &value, metadata.as_deref());
+                        target.producer.enqueue(&record, deadline).await
                     }
                 };
-                // The producer has its own copy: the request's bytes (a slice
-                // of the read buffer) go back now, not at the acknowledgement.
+                // The producer has its own copy: the request's bytes go back
+                // now, not at the acknowledgement.
                 drop((key, value, metadata));
                 let delivery = enqueued.map_err(|e| errors::kafka(&e))?;
                 delivery.await.map_err(|e| errors::kafka(&e))
