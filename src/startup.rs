@@ -137,33 +137,18 @@ fn descriptors_needed(config: &Config) -> u64 {
 /// limit allows; else refuse to start, saying what to change.
 fn ensure_nofile(config: &Config) -> Result<()> {
     let needed = descriptors_needed(config);
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("cannot read RLIMIT_NOFILE");
-    }
-    if limit.rlim_cur == libc::RLIM_INFINITY || limit.rlim_cur >= needed {
-        return Ok(());
-    }
-    if limit.rlim_max == libc::RLIM_INFINITY || limit.rlim_max >= needed {
-        let raised = libc::rlimit {
-            rlim_cur: needed,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit only reads the struct we pass.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            tracing::info!(from = limit.rlim_cur, to = needed, "raised RLIMIT_NOFILE");
+    let hard = match raise_soft_limit(libc::RLIMIT_NOFILE, "RLIMIT_NOFILE", needed)? {
+        Raised::Enough => return Ok(()),
+        Raised::From(soft) => {
+            tracing::info!(from = soft, to = needed, "raised RLIMIT_NOFILE");
             return Ok(());
         }
-    }
+        Raised::Short { hard, .. } => hard,
+    };
     bail!(
-        "RLIMIT_NOFILE allows {} descriptors, but server.max_connections ({}) and \
+        "RLIMIT_NOFILE allows {hard} descriptors, but server.max_connections ({}) and \
          server.max_subscribers ({}, {} each) need about {needed}: raise the hard limit \
          (`ulimit -Hn`, LimitNOFILE= in the systemd unit) or lower those settings",
-        limit.rlim_max,
         config.server.max_connections,
         config.server.max_subscribers,
         FDS_PER_SUBSCRIBER,
@@ -173,32 +158,58 @@ fn ensure_nofile(config: &Config) -> Result<()> {
 /// io_uring locks memory; glommio needs RLIMIT_MEMLOCK ≥ 512 KiB. Raise the soft
 /// limit when the hard one allows, else say exactly what to change.
 fn ensure_memlock() -> Result<()> {
+    let soft = match raise_soft_limit(libc::RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK", MIN_MEMLOCK)? {
+        Raised::Enough | Raised::From(_) => return Ok(()),
+        Raised::Short { soft, .. } => soft,
+    };
+    bail!(
+        "RLIMIT_MEMLOCK is {} KiB, but io_uring (glommio) needs at least {} KiB: \
+         raise it with `ulimit -l {}` (or LimitMEMLOCK=infinity in the systemd unit)",
+        soft / 1024,
+        MIN_MEMLOCK / 1024,
+        MIN_MEMLOCK / 1024
+    )
+}
+
+/// What became of a soft limit that had to be at least some value.
+enum Raised {
+    /// It already was.
+    Enough,
+    /// It was raised, from this.
+    From(u64),
+    /// The hard limit is below the value (or raising failed).
+    Short { soft: u64, hard: u64 },
+}
+
+/// Raises `resource`'s soft limit to `needed` when the hard limit allows.
+fn raise_soft_limit(
+    resource: libc::__rlimit_resource_t,
+    name: &str,
+    needed: u64,
+) -> Result<Raised> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit only writes the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("cannot read RLIMIT_MEMLOCK");
+    if unsafe { libc::getrlimit(resource, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("cannot read {name}"));
     }
-    if limit.rlim_cur == libc::RLIM_INFINITY || limit.rlim_cur >= MIN_MEMLOCK {
-        return Ok(());
+    if limit.rlim_cur == libc::RLIM_INFINITY || limit.rlim_cur >= needed {
+        return Ok(Raised::Enough);
     }
-    if limit.rlim_max == libc::RLIM_INFINITY || limit.rlim_max >= MIN_MEMLOCK {
+    if limit.rlim_max == libc::RLIM_INFINITY || limit.rlim_max >= needed {
         let raised = libc::rlimit {
-            rlim_cur: MIN_MEMLOCK,
+            rlim_cur: needed,
             rlim_max: limit.rlim_max,
         };
         // SAFETY: setrlimit only reads the struct we pass.
-        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) } == 0 {
-            return Ok(());
+        if unsafe { libc::setrlimit(resource, &raised) } == 0 {
+            return Ok(Raised::From(limit.rlim_cur));
         }
     }
-    bail!(
-        "RLIMIT_MEMLOCK is {} KiB, but io_uring (glommio) needs at least {} KiB: \
-         raise it with `ulimit -l {}` (or LimitMEMLOCK=infinity in the systemd unit)",
-        limit.rlim_cur / 1024,
-        MIN_MEMLOCK / 1024,
-        MIN_MEMLOCK / 1024
-    )
+    Ok(Raised::Short {
+        soft: limit.rlim_cur,
+        hard: limit.rlim_max,
+    })
 }

@@ -53,11 +53,20 @@ impl<'a> GatewayConfig<'a> {
     }
 
     pub fn toml(&self) -> String {
+        // Fewer descriptors than the defaults need (about 15,000), so that
+        // test gateways start under a modest RLIMIT_NOFILE; a test that
+        // wants more says so.
+        let mut server = self.server.to_owned();
+        for (key, value) in [("max_connections", "2000"), ("max_subscribers", "100")] {
+            if !server.contains(key) {
+                server.push_str(&format!("\n{key} = {value}"));
+            }
+        }
         format!(
             "[server]\naddr = \"127.0.0.1:0\"\nshards = {}\n{}\n\n[auth]\nmysql_url = \"{}\"\nrefresh_interval = \"{}\"\n\n\
              [clusters.cluster1]\nbrokers = \"{}\"\n{}\n\n[consumer]\n{}\n\n[metrics]\naddr = \"{}\"\n\n{}\n",
             self.shards,
-            self.server,
+            server,
             self.db.url(),
             self.refresh_interval,
             if self.brokers.is_empty() {
