@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
@@ -56,6 +56,8 @@ pub struct ClientEntry {
     resp3: AtomicBool,
     name: Mutex<Option<Bytes>>,
     identity: OnceLock<Identity>,
+    /// A subscriber's total lag, kept by its consumer member (-1: unknown).
+    lag: Arc<AtomicI64>,
 }
 
 /// What AUTH proved; set once.
@@ -117,6 +119,7 @@ impl Clients {
             resp3: AtomicBool::new(false),
             name: Mutex::new(None),
             identity: OnceLock::new(),
+            lag: Arc::new(AtomicI64::new(-1)),
         });
         self.lock().insert(entry.id, Arc::clone(&entry));
         Registration {
@@ -179,6 +182,11 @@ impl Registration {
         lock(&self.entry.name).clone()
     }
 
+    /// Where a subscriber's member keeps its lag for the listing.
+    pub fn lag(&self) -> Arc<AtomicI64> {
+        Arc::clone(&self.entry.lag)
+    }
+
     pub fn authenticated(&self, identity: Identity) {
         let _ = self.entry.identity.set(identity);
     }
@@ -214,7 +222,7 @@ impl ClientEntry {
         let _ = writeln!(
             out,
             "id={} addr={} name={} age={} idle={} db=0 cmd={} resp={} user={} \
-             role={} key={} group={} topic={} color={} commands={} shard={}",
+             role={} key={} group={} topic={} color={} commands={} shard={} lag={}",
             self.id,
             self.addr,
             shown(&name),
@@ -234,6 +242,10 @@ impl ClientEntry {
             shown(field(|i| &i.color).as_bytes()),
             self.commands.load(Ordering::Relaxed),
             self.shard,
+            match self.lag.load(Ordering::Relaxed) {
+                -1 => String::new(),
+                lag => lag.to_string(),
+            },
         );
     }
 }
@@ -305,7 +317,7 @@ mod tests {
         );
         assert!(
             lines[1].ends_with(
-                "cmd=set resp=2 user=default role=pub key=k group=g topic=t color=a?b?c commands=2 shard=1"
+                "cmd=set resp=2 user=default role=pub key=k group=g topic=t color=a?b?c commands=2 shard=1 lag="
             ),
             "{list}"
         );

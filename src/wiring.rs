@@ -4,6 +4,7 @@
 //! nothing of Kafka and Kafka nothing of sessions.
 
 use std::future::Future;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,9 +42,10 @@ impl Backend for KafkaBackend {
         group: &str,
         topic: &str,
         color: &str,
+        lag: Arc<AtomicI64>,
     ) -> Result<consumer::Member, JoinError<Self::JoinError>> {
         self.consumers
-            .join(cluster, group, topic, color)
+            .join(cluster, group, topic, color, lag)
             .map_err(|e| match e {
                 consumer::JoinError::UnknownCluster => JoinError::UnknownCluster,
                 consumer::JoinError::Full => JoinError::Full,
@@ -51,8 +53,8 @@ impl Backend for KafkaBackend {
             })
     }
 
-    fn info(&self, sections: &[Bytes]) -> String {
-        metrics::info::render(&self.sources, sections)
+    fn info(&self, sections: &[Bytes], own_lag: Option<&[(i32, i64)]>) -> String {
+        metrics::info::render(&self.sources, sections, own_lag)
     }
 }
 
@@ -72,6 +74,10 @@ impl Produce for Arc<ProducerSlot> {
 impl Membership for consumer::Member {
     fn fetch(&self, encoding: Encoding) -> impl Future<Output = Fetched> + 'static {
         consumer::Member::fetch(self, encoding)
+    }
+
+    fn lag(&self) -> Vec<(i32, i64)> {
+        consumer::Member::lag(self)
     }
 
     fn commit(&self, partition: i32, offset: i64) -> Result<(), Undelivered> {

@@ -308,7 +308,7 @@ fn redis_cli_with_dash_a_and_user() {
     let listed = String::from_utf8_lossy(&out.stdout);
     assert_eq!(listed.lines().count(), 1, "{listed}");
     let expected = format!(
-        " cmd=client resp=2 user=default role=pub key={user} group={} topic={topic} color= commands=2 shard=0",
+        " cmd=client resp=2 user=default role=pub key={user} group={} topic={topic} color= commands=2 shard=0 lag=",
         group_of(&topic)
     );
     assert!(listed.trim_end().ends_with(&expected), "{listed}");

@@ -96,7 +96,8 @@ fn too_low_descriptor_limit_stops_the_start_with_what_to_do() {
     // A soft limit below the need and a hard one above (this test process's
     // own hard limit, or 16,384: the defaults need about 15,300): raised, and
     // it starts (timeout ends it).
-    let out = run("ulimit -Hn $(( $(ulimit -Hn) > 16384 ? $(ulimit -Hn) : 16384 )) && ulimit -Sn 1024");
+    let out =
+        run("ulimit -Hn $(( $(ulimit -Hn) > 16384 ? $(ulimit -Hn) : 16384 )) && ulimit -Sn 1024");
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("raised RLIMIT_NOFILE"), "{text}");
     assert!(text.contains("databus ready on"), "{text}");

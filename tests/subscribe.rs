@@ -810,3 +810,58 @@ fn a_commit_of_an_undelivered_offset_is_refused_unless_switched_on() {
     assert_eq!(c.call(&["SET", "0", "9"]), "+OK\r\n");
     common::wait_for_commit(&group, &topic, 10);
 }
+
+/// A subscriber's lag (partition end minus its position) where operators
+/// look: CLIENT LIST, INFO and /metrics, against the broker's own end offset.
+#[test]
+fn consumer_lag_is_shown_and_matches_the_broker() {
+    let db = TestDb::new();
+    let topic = create_topic(1);
+    db.grant_topic(&topic, 3);
+    let gw = GatewayConfig {
+        cluster: "auto_offset_reset = \"earliest\"",
+        consumer: "session_timeout = \"45s\"\npoll_timeout = \"1s\"\nbatch = 4",
+        ..GatewayConfig::new(&db)
+    }
+    .start();
+    publish(&gw, &topic, 0, 10);
+    let mut c = gw.subscriber(&dsn(&topic, "sub"));
+    let got = consume(&mut c, 4);
+    let position = got.last().unwrap().offset + 1;
+    let end = common::end_offsets(&topic, 1)[0];
+    assert_eq!(end, 10);
+    let expected = end - position;
+    // Refreshed every second by the member: bounded by WAIT.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let line = c
+            .client_list()
+            .into_iter()
+            .find(|l| l["role"] == "sub")
+            .unwrap();
+        if line["lag"] == expected.to_string() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lag {:?}, expected {expected}",
+            line["lag"]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let info = c.call(&["INFO", "consumers"]);
+    assert!(
+        info.contains(&format!(
+            "\r\nlag:{expected}\r\nlag_partitions:0={expected}\r\n"
+        )),
+        "{info}"
+    );
+    let group = group_of(&topic);
+    assert_eq!(
+        gw.metric(
+            "databus_consumer_lag",
+            &[("group", group.as_str()), ("topic", topic.as_str())]
+        ),
+        expected as f64
+    );
+}

@@ -14,7 +14,7 @@
 //! member does not own is dropped: the owner redelivers the data.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -64,6 +64,24 @@ pub struct ConsumerStats {
     pub commits_dropped: AtomicU64,
 }
 
+/// A member's lag: partition end (high watermark) minus its position, per
+/// partition it owns; refreshed every second and after each fetch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberLag {
+    pub group: String,
+    pub topic: String,
+    pub partitions: BTreeMap<i32, i64>,
+}
+
+impl MemberLag {
+    pub fn total(&self) -> i64 {
+        self.partitions.values().sum()
+    }
+}
+
+/// Every live member's lag, by member number.
+pub type Lags = Mutex<BTreeMap<u64, MemberLag>>;
+
 /// Creates members and keeps count of the live ones.
 pub struct ConsumerService {
     runtime: tokio::runtime::Handle,
@@ -73,6 +91,7 @@ pub struct ConsumerService {
     live: Arc<LiveMembers>,
     /// `server.max_subscribers`.
     max_members: usize,
+    lags: Arc<Lags>,
     pub stats: Arc<ConsumerStats>,
     /// Numbers members in logs, so one member's story can be followed.
     next_member: AtomicU64,
@@ -89,6 +108,9 @@ pub struct Member {
     /// `consumer.commit_undelivered`: accept commits of offsets never
     /// delivered, as the original service did.
     commit_undelivered: bool,
+    /// The member's number, its key in `lags`.
+    number: u64,
+    lags: Arc<Lags>,
 }
 
 /// A commit of an offset this member never delivered on that partition.
@@ -154,6 +176,7 @@ impl ConsumerService {
             },
             live: Arc::new(LiveMembers::default()),
             max_members: config.server.max_subscribers,
+            lags: Arc::new(Lags::default()),
             stats: Arc::new(ConsumerStats::default()),
             next_member: AtomicU64::new(1),
         }
@@ -167,6 +190,7 @@ impl ConsumerService {
         group: &str,
         topic: &str,
         color: &str,
+        lag: Arc<AtomicI64>,
     ) -> Result<Member, JoinError> {
         let base = self
             .clusters
@@ -178,11 +202,12 @@ impl ConsumerService {
         let mut config = base.clone();
         config.set("group.id", group);
         let state = Arc::new(Mutex::new(GroupState::default()));
+        let number = self.next_member.fetch_add(1, Ordering::Relaxed);
         let context = MemberContext {
             log: KafkaContext {
                 cluster: cluster.to_owned(),
             },
-            member: self.next_member.fetch_add(1, Ordering::Relaxed),
+            member: number,
             group: group.to_owned(),
             topic: topic.to_owned(),
             state: Arc::clone(&state),
@@ -200,6 +225,8 @@ impl ConsumerService {
             color: color.to_owned(),
             stats: Arc::clone(&self.stats),
             carried: Mutex::new(None),
+            lag,
+            lags: Arc::clone(&self.lags),
         };
         self.runtime.spawn(async move {
             task.run(receiver, gone_signal).await;
@@ -210,7 +237,14 @@ impl ConsumerService {
             _gone: gone,
             state,
             commit_undelivered: self.settings.commit_undelivered,
+            number,
+            lags: Arc::clone(&self.lags),
         })
+    }
+
+    /// Every live member's lag, by member number.
+    pub fn lags(&self) -> BTreeMap<u64, MemberLag> {
+        self.lags.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Members still live (joined and not yet closed).
@@ -302,6 +336,15 @@ impl Member {
         }
     }
 
+    /// Partition end minus position, per partition this member owns (as of
+    /// its last refresh, at most a second old).
+    pub fn lag(&self) -> Vec<(i32, i64)> {
+        let lags = self.lags.lock().unwrap_or_else(|e| e.into_inner());
+        lags.get(&self.number)
+            .map(|lag| lag.partitions.iter().map(|(p, l)| (*p, *l)).collect())
+            .unwrap_or_default()
+    }
+
     /// The client committed `offset` on `partition`: the group's position
     /// becomes `offset + 1` (never backwards). Refused, changing nothing, when
     /// this member never delivered that offset on that partition (it is past
@@ -327,6 +370,11 @@ struct MemberTask {
     /// A message that did not fit the last MGET's byte cap: the next MGET's
     /// first. Already accepted (its color checked, its offset delivered).
     carried: Mutex<Option<OwnedMessage>>,
+    /// The member's total lag, for its connection's `CLIENT LIST` line (-1:
+    /// not known yet).
+    lag: Arc<AtomicI64>,
+    /// Where every member's lag is kept, for `/metrics` and INFO.
+    lags: Arc<Lags>,
 }
 
 /// An MGET's batch as it fills.
@@ -357,9 +405,16 @@ impl MemberTask {
                         self.fetch(encoding, reply, &mut gone).await;
                     }
                 },
-                _ = commit_tick.tick() => self.send_commits(CommitMode::Async),
+                _ = commit_tick.tick() => {
+                    self.send_commits(CommitMode::Async);
+                    self.update_lag();
+                }
             }
         }
+        self.lags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&context.member);
         // Leaving blocks in librdkafka (final commit, LeaveGroup), so it runs off
         // the control thread's only worker.
         let (member, group) = (context.member, context.group.clone());
@@ -374,6 +429,57 @@ impl MemberTask {
             tracing::warn!(member, %group, error = %e, "consumer member did not close cleanly");
         }
         tracing::debug!(member, %group, "consumer member left");
+    }
+
+    /// Partition end minus position, for each partition this member owns and
+    /// has a position on. Both are librdkafka's local knowledge (the end from
+    /// its last fetch response): no request to the broker.
+    fn update_lag(&self) {
+        let context = self.consumer.context();
+        let Ok(positions) = self.consumer.position() else {
+            return;
+        };
+        let Ok(topic) = std::ffi::CString::new(context.topic.as_str()) else {
+            return;
+        };
+        let mut partitions = BTreeMap::new();
+        for element in positions.elements_for_topic(&context.topic) {
+            let Offset::Offset(position) = element.offset() else {
+                continue;
+            };
+            let (mut low, mut high) = (-1i64, -1i64);
+            // SAFETY: a live client handle, a NUL-terminated topic name, and
+            // two i64s for librdkafka to write.
+            let code = unsafe {
+                rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                    self.consumer.client().native_ptr(),
+                    topic.as_ptr(),
+                    element.partition(),
+                    &mut low,
+                    &mut high,
+                )
+            };
+            if code == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 {
+                partitions.insert(element.partition(), (high - position).max(0));
+            }
+        }
+        let lag = MemberLag {
+            group: context.group.clone(),
+            topic: context.topic.clone(),
+            partitions,
+        };
+        self.lag.store(
+            if lag.partitions.is_empty() {
+                -1
+            } else {
+                lag.total()
+            },
+            Ordering::Relaxed,
+        );
+        self.lags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(context.member, lag);
     }
 
     fn apply_commit(&self, partition: i32, offset: i64) {
@@ -485,6 +591,7 @@ impl MemberTask {
             .messages_delivered
             .fetch_add(batch.messages.len() as u64, Ordering::Relaxed);
         let _ = reply.send(Fetched::Messages(batch.messages));
+        self.update_lag();
     }
 
     /// Adds `message` to `batch` unless its color skips it; true when the batch

@@ -184,6 +184,23 @@ impl Collector for GatewayCollector {
             "Subscriber commits dropped: partition not owned by the connection",
             load(&consumers.commits_dropped),
         )?;
+        // Per group and topic (cardinality bounded by the granted groups): the
+        // members' lags added up, each partition owned by one member.
+        let mut by_group: std::collections::BTreeMap<(String, String), i64> = Default::default();
+        for lag in sources.consumers.lags().into_values() {
+            let total = lag.total();
+            *by_group.entry((lag.group, lag.topic)).or_default() += total;
+        }
+        let mut lag = e.encode_descriptor(
+            "consumer_lag",
+            "Records not yet delivered: partition end minus the members' position, per group and topic",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((group, topic), total) in &by_group {
+            lag.encode_family(&[("group", group.as_str()), ("topic", topic.as_str())])?
+                .encode_gauge(total)?;
+        }
         gauge(
             &mut e,
             "consumer_members",

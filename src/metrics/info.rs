@@ -12,11 +12,13 @@ use super::{AuthOutcome, CommandKind, ConnectionRole, Sources};
 /// some clients read `redis_version` to choose features.
 const REDIS_COMPATIBLE_VERSION: &str = "7.2.0";
 
-const SECTIONS: [&str; 4] = ["server", "clients", "stats", "kafka"];
+const SECTIONS: [&str; 5] = ["server", "clients", "stats", "kafka", "consumers"];
 
 /// The INFO text for the sections asked for (all when none, `all`, `default`
-/// or `everything`); an unknown section adds nothing, as in Redis.
-pub fn render(sources: &Sources, asked: &[bytes::Bytes]) -> String {
+/// or `everything`); an unknown section adds nothing, as in Redis. `own_lag`
+/// is the asking connection's lag per partition, when it is a subscriber:
+/// a connection sees its own, never another app's groups.
+pub fn render(sources: &Sources, asked: &[bytes::Bytes], own_lag: Option<&[(i32, i64)]>) -> String {
     let everything = asked.is_empty()
         || asked.iter().any(|a| {
             ["all", "default", "everything"]
@@ -39,7 +41,8 @@ pub fn render(sources: &Sources, asked: &[bytes::Bytes]) -> String {
             "server" => server(sources, &mut out),
             "clients" => clients(sources, &mut out),
             "stats" => stats(sources, &mut out),
-            _ => kafka(sources, &mut out),
+            "kafka" => kafka(sources, &mut out),
+            _ => consumers(sources, own_lag, &mut out),
         }
     }
     out
@@ -138,4 +141,17 @@ fn kafka(sources: &Sources, out: &mut String) {
     );
     field(out, "auth_refresh_ok", refresh.loads);
     field(out, "auth_refresh_failures", refresh.failures);
+}
+
+/// `# Consumers`: how many members this gateway runs and, for a subscriber
+/// connection, its own lag (partition end minus its position) in total and
+/// per partition.
+fn consumers(sources: &Sources, own_lag: Option<&[(i32, i64)]>, out: &mut String) {
+    out.push_str("# Consumers\r\n");
+    field(out, "consumer_members", sources.consumers.live_members());
+    if let Some(lag) = own_lag {
+        field(out, "lag", lag.iter().map(|(_, l)| l).sum::<i64>());
+        let partitions: Vec<String> = lag.iter().map(|(p, l)| format!("{p}={l}")).collect();
+        field(out, "lag_partitions", partitions.join(","));
+    }
 }

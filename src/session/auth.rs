@@ -125,9 +125,13 @@ impl<B: Backend> Session<B> {
             }
             Role::Sub => {
                 let group = subscriber::group_name(&dsn);
-                let joined = handles
-                    .backend
-                    .join(&grant.cluster, &group, &dsn.topic, &dsn.color);
+                let joined = handles.backend.join(
+                    &grant.cluster,
+                    &group,
+                    &dsn.topic,
+                    &dsn.color,
+                    self.client.lag(),
+                );
                 let member = match joined {
                     Ok(member) => member,
                     Err(JoinError::UnknownCluster) => return unknown_cluster(&grant.cluster),

@@ -5,6 +5,8 @@
 
 use std::fmt::Display;
 use std::future::Future;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -22,17 +24,20 @@ pub trait Backend {
     fn producer(&self, cluster: &str) -> Option<Self::Producer>;
 
     /// A new member of consumer group `group` on `cluster`, subscribed to
-    /// `topic`, delivering only records of `color` (all when empty).
+    /// `topic`, delivering only records of `color` (all when empty). It keeps
+    /// its total lag in `lag` (-1 while unknown).
     fn join(
         &self,
         cluster: &str,
         group: &str,
         topic: &str,
         color: &str,
+        lag: Arc<AtomicI64>,
     ) -> Result<Self::Member, JoinError<Self::JoinError>>;
 
-    /// The INFO text for the sections asked for.
-    fn info(&self, sections: &[Bytes]) -> String;
+    /// The INFO text for the sections asked for; `own_lag` is the asking
+    /// subscriber's lag per partition.
+    fn info(&self, sections: &[Bytes], own_lag: Option<&[(i32, i64)]>) -> String;
 }
 
 /// Why a subscriber could not join its group.
@@ -71,6 +76,9 @@ pub trait Membership {
     /// The client committed `offset` on `partition`; refused when the member
     /// never delivered that offset there.
     fn commit(&self, partition: i32, offset: i64) -> Result<(), Undelivered>;
+
+    /// Partition end minus position, per partition the member owns.
+    fn lag(&self) -> Vec<(i32, i64)>;
 }
 
 /// A commit of an offset the member never delivered on that partition.

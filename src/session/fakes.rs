@@ -87,7 +87,9 @@ impl Backend for FakeBackend {
         group: &str,
         topic: &str,
         color: &str,
+        lag: Arc<std::sync::atomic::AtomicI64>,
     ) -> Result<FakeMember, JoinError<&'static str>> {
+        lag.store(7, std::sync::atomic::Ordering::Relaxed);
         if !self.clusters.contains(&cluster) {
             return Err(JoinError::UnknownCluster);
         }
@@ -98,7 +100,7 @@ impl Backend for FakeBackend {
         })
     }
 
-    fn info(&self, sections: &[Bytes]) -> String {
+    fn info(&self, sections: &[Bytes], _own_lag: Option<&[(i32, i64)]>) -> String {
         format!("# Fake\r\nsections:{}\r\n", sections.len())
     }
 }
@@ -141,6 +143,10 @@ impl Membership for FakeMember {
                 world.batches.remove(0)
             }
         }
+    }
+
+    fn lag(&self) -> Vec<(i32, i64)> {
+        vec![(0, 7)]
     }
 
     fn commit(&self, partition: i32, offset: i64) -> Result<(), Undelivered> {

@@ -232,7 +232,14 @@ impl<B: Backend> Session<B> {
             (CommandKind::Select, _) => chatter::select(args),
             (CommandKind::Command, _) => chatter::command_introspection(args),
             (CommandKind::Client, _) => self.client(args),
-            (CommandKind::Info, _) => Reply::Bulk(Bytes::from(self.handles.backend.info(args))),
+            (CommandKind::Info, state) => {
+                let lag = match state {
+                    State::Subscriber(_, s) => Some(s.lag()),
+                    _ => None,
+                };
+                let text = self.handles.backend.info(args, lag.as_deref());
+                Reply::Bulk(Bytes::from(text))
+            }
             (CommandKind::Set, State::Publisher(_, p)) => p.set(args[0].clone(), args[1].clone()),
             (CommandKind::Hset, State::Publisher(_, p)) => {
                 p.hset(args[0].clone(), &args[1], args[2].clone())

@@ -47,6 +47,11 @@ impl<M: Membership> Subscriber<M> {
         })
     }
 
+    /// This member's lag per partition.
+    pub fn lag(&self) -> Vec<(i32, i64)> {
+        self.member.lag()
+    }
+
     /// `SET <partition> <offset>`: the group's position on that partition becomes
     /// `offset + 1`.
     pub fn commit(&self, partition: &[u8], offset: &[u8]) -> Reply {

@@ -438,11 +438,13 @@ fn client_list_shows_this_apps_connections_only() {
         "{list}"
     );
     assert!(
-        lines[0].ends_with("role=pub key=app1 group=group1 topic=topic1 color= commands=3 shard=0"),
+        lines[0].ends_with("role=pub key=app1 group=group1 topic=topic1 color= commands=3 shard=0 lag="),
         "{list}"
     );
     assert!(lines[1].starts_with(&format!("id={} ", a2.id())), "{list}");
     assert!(lines[1].contains(" role=sub key=app1 "), "{list}");
+    // The fake member keeps a lag of 7.
+    assert!(lines[1].ends_with(" lag=7"), "{list}");
     let mine = call(&mut a1, &["CLIENT", "INFO"]);
     assert!(
         mine.contains(&format!("id={} ", a1.id())) && mine.matches("id=").count() == 1,
