@@ -27,6 +27,12 @@ pub struct Clients {
     max: usize,
     /// Connections holding a slot, authenticated or not.
     open: AtomicUsize,
+    /// A lower bound than `max` while the process is out of descriptors:
+    /// the connections open when it ran out. A connection accepted with a
+    /// descriptor another one just gave back is then refused (and its
+    /// descriptor given back at once), rather than served while clients
+    /// behind it wait unanswered.
+    descriptor_cap: AtomicUsize,
     next_id: AtomicU64,
     entries: Mutex<BTreeMap<u64, Arc<ClientEntry>>>,
     started: Instant,
@@ -39,7 +45,12 @@ pub struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.clients.open.fetch_sub(1, Ordering::Relaxed);
+        let clients = &self.clients;
+        let open = clients.open.fetch_sub(1, Ordering::Relaxed) - 1;
+        let cap = clients.descriptor_cap.load(Ordering::Relaxed);
+        if cap != usize::MAX && open < cap - cap / 10 {
+            clients.descriptor_cap.store(usize::MAX, Ordering::Relaxed);
+        }
     }
 }
 
@@ -81,19 +92,29 @@ impl Clients {
         Clients {
             max: max_connections,
             open: AtomicUsize::new(0),
+            descriptor_cap: AtomicUsize::new(usize::MAX),
             next_id: AtomicU64::new(1),
             entries: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
         }
     }
 
-    /// Takes a slot, or None when `max_connections` are open.
+    /// Takes a slot, or None when `max_connections` are open (or as many as
+    /// were open when descriptors ran out).
     pub fn try_connect(self: &Arc<Self>) -> Option<Slot> {
         let previous = self.open.fetch_add(1, Ordering::Relaxed);
         let slot = Slot {
             clients: Arc::clone(self),
         };
-        (previous < self.max).then_some(slot)
+        let limit = self.max.min(self.descriptor_cap.load(Ordering::Relaxed));
+        (previous < limit).then_some(slot)
+    }
+
+    /// The process ran out of descriptors: no more connections than are open
+    /// now, until a tenth of them have closed.
+    pub fn out_of_descriptors(&self) {
+        let open = self.open.load(Ordering::Relaxed).max(1);
+        self.descriptor_cap.fetch_min(open, Ordering::Relaxed);
     }
 
     /// Connections holding a slot.

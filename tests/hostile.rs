@@ -255,7 +255,14 @@ fn out_of_descriptors_new_clients_are_refused_and_others_served() {
     let db = TestDb::new();
     let topic = common::create_topic(1);
     db.grant_topic(&topic, 3);
-    let gw = Gateway::with_server(&db, "max_connections = 1000");
+    // Two shards: one shard's freed descriptor may be taken by the other's
+    // accept, which must then refuse too.
+    let gw = GatewayConfig {
+        server: "max_connections = 1000\nauth_timeout = \"300s\"",
+        shards: 2,
+        ..GatewayConfig::new(&db)
+    }
+    .start();
     let mut existing = gw.publisher(&dsn(&topic, "pub"));
     // The producer's broker connections are made before the limit drops:
     // out of descriptors, nothing new can be opened, Kafka sockets included.

@@ -121,6 +121,9 @@ async fn accept_loop<B: Backend + 'static>(
                 // Logged at a bounded rate: a flood of clients must not
                 // flood the log.
                 let pause = failures.failed(&e);
+                if out_of_descriptors {
+                    shard.clients.out_of_descriptors();
+                }
                 if out_of_descriptors && reserve.take().is_some() {
                     refuse_one(listener, tls.is_some(), &shard.shutdown).await;
                     reserve = std::fs::File::open("/dev/null").ok();

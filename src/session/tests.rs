@@ -438,7 +438,9 @@ fn client_list_shows_this_apps_connections_only() {
         "{list}"
     );
     assert!(
-        lines[0].ends_with("role=pub key=app1 group=group1 topic=topic1 color= commands=3 shard=0 lag="),
+        lines[0].ends_with(
+            "role=pub key=app1 group=group1 topic=topic1 color= commands=3 shard=0 lag="
+        ),
         "{list}"
     );
     assert!(lines[1].starts_with(&format!("id={} ", a2.id())), "{list}");
