@@ -18,6 +18,10 @@ use bytes::Bytes;
 use crate::auth::Role;
 use crate::command::CommandKind;
 
+/// How long the cap set when descriptors ran out lasts without a new
+/// shortage.
+const DESCRIPTOR_CAP_FOR_MICROS: u64 = 1_000_000;
+
 /// The longest a client-chosen value (name, color) is shown; longer ones are
 /// cut, so a hostile client cannot make a listing huge.
 const SHOWN_CHARS: usize = 64;
@@ -33,6 +37,9 @@ pub struct Clients {
     /// descriptor given back at once), rather than served while clients
     /// behind it wait unanswered.
     descriptor_cap: AtomicUsize,
+    /// When the cap was last set (µs from `started`): it lapses after
+    /// `DESCRIPTOR_CAP_FOR`, and the next shortage sets it again.
+    descriptor_cap_at: AtomicU64,
     next_id: AtomicU64,
     entries: Mutex<BTreeMap<u64, Arc<ClientEntry>>>,
     started: Instant,
@@ -93,6 +100,7 @@ impl Clients {
             max: max_connections,
             open: AtomicUsize::new(0),
             descriptor_cap: AtomicUsize::new(usize::MAX),
+            descriptor_cap_at: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             entries: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
@@ -106,14 +114,24 @@ impl Clients {
         let slot = Slot {
             clients: Arc::clone(self),
         };
-        let limit = self.max.min(self.descriptor_cap.load(Ordering::Relaxed));
-        (previous < limit).then_some(slot)
+        let mut cap = self.descriptor_cap.load(Ordering::Relaxed);
+        if cap != usize::MAX {
+            let set_at = self.descriptor_cap_at.load(Ordering::Relaxed);
+            if self.micros_at(Instant::now()).saturating_sub(set_at) > DESCRIPTOR_CAP_FOR_MICROS {
+                self.descriptor_cap.store(usize::MAX, Ordering::Relaxed);
+                cap = usize::MAX;
+            }
+        }
+        (previous < self.max.min(cap)).then_some(slot)
     }
 
     /// The process ran out of descriptors: no more connections than are open
-    /// now, until a tenth of them have closed.
+    /// now, until a tenth of them have closed or a second has passed without
+    /// running out again.
     pub fn out_of_descriptors(&self) {
         let open = self.open.load(Ordering::Relaxed).max(1);
+        self.descriptor_cap_at
+            .store(self.micros_at(Instant::now()), Ordering::Relaxed);
         self.descriptor_cap.fetch_min(open, Ordering::Relaxed);
     }
 
