@@ -81,18 +81,9 @@ cleanup() {
     for pidfile in "$WORK"/*/gateway*.pid; do
         if [[ -f "$pidfile" ]]; then stop_pid "$(cat "$pidfile")" databus 20; fi
     done
-    # The node frozen by frozen-broker must be thawed, or it cannot stop.
-    for pidfile in "$WORK"/kafka/node-*/kafka.pid; do
-        if [[ -f "$pidfile" ]]; then kill -CONT "$(cat "$pidfile")" 2>/dev/null || true; fi
-    done
-    stop_kafka_cluster "$WORK/kafka"
-    stop_mariadb "$WORK/mysql"
-    stop_all
-    if [[ "$STATUS" == 0 && "$KEEP" == 0 ]]; then
-        rm -rf "$WORK"
-    else
-        log "logs kept in $WORK (SCENARIO/gateway*.log, SCENARIO/gateway*.toml, kafka/node-1/server.log, mysql/error.log)"
-    fi
+    # The node frozen by frozen-broker is thawed there, or it could not stop.
+    stop_private_stack "$WORK" "$STATUS" "$KEEP" \
+        "SCENARIO/gateway*.log, SCENARIO/gateway*.toml, kafka/node-1/server.log, mysql/error.log"
     exit "$rc"
 }
 trap cleanup EXIT

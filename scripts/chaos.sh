@@ -120,23 +120,13 @@ SCENARIOS="${CHAOS_SCENARIOS:-$ALL_SCENARIOS}"
 
 # shellcheck disable=SC2317  # invoked from the trap
 cleanup() {
-    local rc=$? pidfile
+    local rc=$?
     trap - EXIT
     [[ -z "${GATEWAY_PID:-}" ]] || stop_pid "$GATEWAY_PID" databus 20
-    # Nodes restarted by a fault are not this shell's children: stop them by
-    # pid file, a frozen one thawed first (or it could not stop).
-    for pidfile in "$WORK"/kafka-*/node-*/kafka.pid; do
-        if [[ -f "$pidfile" ]]; then kill -CONT "$(cat "$pidfile")" 2>/dev/null || true; fi
-    done
-    stop_kafka_cluster "$WORK/kafka-single"
-    stop_kafka_cluster "$WORK/kafka-replicated"
-    stop_mariadb "$WORK/mysql"
-    stop_all
-    if [[ "$STATUS" == 0 && "$KEEP" == 0 ]]; then
-        rm -rf "$WORK"
-    else
-        log "logs kept in $WORK (gateway.log, kafka-*/node-*/server.log, mysql/error.log)"
-    fi
+    # Nodes restarted by a fault are not this shell's children: they are
+    # stopped by pid file there, a frozen one thawed first.
+    stop_private_stack "$WORK" "$STATUS" "$KEEP" \
+        "gateway.log, kafka-*/node-*/server.log, mysql/error.log"
     exit "$rc"
 }
 trap cleanup EXIT

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 
+from chaoslib.env import sum_samples
 from chaoslib.report import note
 
 READY_LINE = "databus ready on"
@@ -264,15 +265,7 @@ class Gateway:
         status, body = self._get("/metrics")
         if status != 200:
             return None
-        total = 0.0
-        for line in body.decode(errors="replace").splitlines():
-            if line.startswith("#") or " " not in line:
-                continue
-            sample, value = line.rsplit(" ", 1)
-            name, _, rest = sample.partition("{")
-            if name == family and all(f'{k}="{v}"' in rest for k, v in labels.items()):
-                total += float(value)
-        return total
+        return sum_samples(body, family, labels)
 
     def connections(self):
         """Open client connections, every role (databus_connections)."""

@@ -15,6 +15,20 @@ from .report import note
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def sum_samples(exposition, family, labels):
+    """The sum of the samples of `family` in a /metrics body (bytes) whose
+    labels include `labels` (a dict); 0 when there is none."""
+    total = 0.0
+    for line in exposition.decode(errors="replace").splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        sample, value = line.rsplit(" ", 1)
+        name, _, rest = sample.partition("{")
+        if name == family and all(f'{k}="{v}"' in rest for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
 class Env:
     def __init__(self, work):
         self.work = work
@@ -81,15 +95,7 @@ class Env:
         """The sum of the samples of `family` on /metrics whose labels include
         `labels`; 0 when there is none."""
         _, body = self._get("/metrics")
-        total = 0.0
-        for line in body.decode(errors="replace").splitlines():
-            if line.startswith("#") or " " not in line:
-                continue
-            sample, value = line.rsplit(" ", 1)
-            name, _, rest = sample.partition("{")
-            if name == family and all(f'{k}="{v}"' in rest for k, v in labels.items()):
-                total += float(value)
-        return total
+        return sum_samples(body, family, labels)
 
     def wait_metric(self, family, want, timeout, **labels):
         """Waits (bounded; a counter announces nothing, so it is asked every
