@@ -27,5 +27,14 @@ CREATE TABLE IF NOT EXISTS `app` (
   `deleted_at` BIGINT(20) NULL,
   `updated_at` BIGINT(20) NULL,
   PRIMARY KEY (`id`));
+-- Optional: per-app caps (docs/operations.md, "Quotas"); a database without
+-- this table has none. NULL or 0 is no cap. `databus admin apps quota` writes it.
+CREATE TABLE IF NOT EXISTS `app_quota` (
+  `app_id` INT NOT NULL,
+  `records_per_sec` BIGINT NULL,
+  `bytes_per_sec` BIGINT NULL,
+  `max_connections` BIGINT NULL,
+  `updated_at` BIGINT(20) NULL,
+  PRIMARY KEY (`app_id`));
 INSERT IGNORE INTO `app` (`id`,`app_key`,`app_secret`,`cluster`) VALUES (1,'app_key1','app_secret1','cluster1');
 INSERT IGNORE INTO `auth` (`id`,`app_id`,`group_name`,`operation`,`topic`) VALUES (1,1,'group_name1',3,'test156');

@@ -57,6 +57,11 @@ pub fn too_many_consumers(topic: &str) -> String {
     format!("ERR too many consumers for topic {topic}")
 }
 
+/// AUTH of an app whose connections are at its cap (`app_quota`).
+pub fn app_connections_full(cap: u64) -> String {
+    format!("ERR max number of connections for this app reached ({cap})")
+}
+
 pub fn cluster_not_configured(cluster: &str) -> String {
     format!("ERR cluster {cluster} is not configured")
 }

@@ -5,7 +5,9 @@
 //! # Layout
 //!
 //! ```text
-//! main.rs             CLI (-conf / --config), logging, exit status
+//! main.rs             CLI (-conf / --config, admin), logging, exit status
+//! admin/              databus admin: args.rs (command line), rules.rs (names, grant
+//!                     conflicts), store.rs (its SQL)
 //! startup.rs          start and stop order: config, limits, control thread, shards
 //! config.rs           TOML → typed config with defaults and validation
 //! errors.rs           every reply text a client can see
@@ -15,6 +17,7 @@
 //! auth/               dsn.rs (AUTH grammar), snapshot.rs (grants), mysql.rs (loader),
 //!                     limiter.rs (failed-AUTH bound per address)
 //! clients.rs          connection slots, client ids, CLIENT LIST
+//! quota.rs            per-app caps: connections, records/s and bytes/s (paused reads)
 //! server/             mod.rs (starts the shards), shard.rs (executor, listener),
 //!                     connection.rs (read/dispatch/write), outbox.rs (ordered replies,
 //!                     credits), tls.rs (rustls listener)
@@ -36,6 +39,7 @@
 //! SO_REUSEPORT and owns its connections; librdkafka's threads deliver produces;
 //! one control thread runs tokio for mysql_async and signal handling.
 
+pub mod admin;
 pub mod auth;
 pub mod clients;
 pub mod command;
@@ -45,6 +49,7 @@ pub mod errors;
 pub mod kafka;
 pub mod message;
 pub mod metrics;
+pub mod quota;
 pub mod resp;
 pub mod server;
 pub mod session;

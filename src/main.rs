@@ -1,5 +1,6 @@
 //! The `databus` binary: reads the configuration named on the command line, sets
-//! up logging and runs the gateway until SIGTERM/SIGINT.
+//! up logging and runs the gateway until SIGTERM/SIGINT; or, as `databus admin
+//! ...`, manages apps, grants and quotas in its MySQL (`databus::admin`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,10 +8,15 @@ use std::process::ExitCode;
 use databus::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "usage: databus -conf=<config.toml> | --config <config.toml>";
+const USAGE: &str = "usage: databus -conf=<config.toml> | --config <config.toml>
+       databus admin --help";
 
 fn main() -> ExitCode {
-    let path = match config_path(std::env::args().skip(1)) {
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().is_some_and(|first| first == "admin") {
+        return databus::admin::main(args.skip(1));
+    }
+    let path = match config_path(args) {
         Ok(Some(path)) => path,
         Ok(None) => {
             println!("{USAGE}");

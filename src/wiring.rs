@@ -15,7 +15,7 @@ use crate::kafka::producer::{ProduceError, Producers};
 use crate::kafka::slot::{ProducerSlot, SlotDelivery};
 use crate::message::{Encoding, Fetched, Record};
 use crate::metrics::{self, Sources};
-use crate::session::backend::{Backend, JoinError, Membership, Produce, Undelivered};
+use crate::session::backend::{Asker, Backend, JoinError, Membership, Produce, Undelivered};
 
 /// One shard's way to Kafka.
 pub struct KafkaBackend {
@@ -53,8 +53,8 @@ impl Backend for KafkaBackend {
             })
     }
 
-    fn info(&self, sections: &[Bytes], own_lag: Option<&[(i32, i64)]>) -> String {
-        metrics::info::render(&self.sources, sections, own_lag)
+    fn info(&self, sections: &[Bytes], asker: &Asker) -> String {
+        metrics::info::render(&self.sources, sections, asker)
     }
 }
 

@@ -153,8 +153,21 @@ fn info_is_laid_out_as_redis_does() {
     let headers: Vec<&str> = all.lines().filter(|l| l.starts_with('#')).collect();
     assert_eq!(
         headers,
-        ["# Server", "# Clients", "# Stats", "# Kafka", "# Consumers"],
+        [
+            "# Server",
+            "# Clients",
+            "# Stats",
+            "# Kafka",
+            "# Consumers",
+            "# Quota"
+        ],
         "{all}"
+    );
+    // The app's own caps (none) and connections.
+    assert_eq!(
+        info(&["quota"]),
+        "# Quota\r\nquota_records_per_sec:0\r\nquota_bytes_per_sec:0\r\nquota_connections:0\r\n\
+         app_connections:2\r\napp_throttled_seconds:0.000\r\n"
     );
     let field = |text: &str, name: &str| -> String {
         text.lines()
@@ -273,14 +286,25 @@ fn every_metric_the_dashboard_queries_exists() {
     assert_eq!(p.call(&["PING"]), "+PONG\r\n");
     let (status, exposition) = http_get(gw.metrics_addr(), "/metrics");
     assert_eq!(status, 200);
-    // Sample names, and the families declared (a gauge family with no
-    // sample yet, such as consumer lag with no subscriber, is still there).
-    let exported: std::collections::BTreeSet<&str> = exposition
+    // Sample names, and the families declared (a family with no sample
+    // yet, such as consumer lag with no subscriber or the quota families
+    // with no capped app, is still there; a counter's samples are its name
+    // and `_total`).
+    let exported: std::collections::BTreeSet<String> = exposition
         .lines()
-        .filter_map(|line| match line.strip_prefix("# TYPE ") {
-            Some(declared) => declared.split(' ').next(),
-            None if line.starts_with('#') => None,
-            None => line.split(['{', ' ']).next(),
+        .flat_map(|line| match line.strip_prefix("# TYPE ") {
+            Some(declared) => match declared.split_once(' ') {
+                Some((name, "counter")) => vec![name.to_owned(), format!("{name}_total")],
+                Some((name, _)) => vec![name.to_owned()],
+                None => vec![],
+            },
+            None if line.starts_with('#') => vec![],
+            None => line
+                .split(['{', ' '])
+                .next()
+                .map(str::to_owned)
+                .into_iter()
+                .collect(),
         })
         .collect();
     let missing: Vec<&String> = queried

@@ -1,7 +1,7 @@
 //! Authentication: the AUTH string grammar (`dsn`), the grants it is checked
 //! against (`snapshot`), where they come from (`mysql`), the bound on failed
 //! attempts (`limiter`), and the hub that hands the latest snapshot to every
-//! shard (`AuthHub`).
+//! shard (`AuthHub`), with the apps' usage against the caps it holds.
 
 pub mod dsn;
 pub mod limiter;
@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
+
+use crate::quota::Quotas;
 
 pub use dsn::{Dsn, DsnError, Role};
 
@@ -49,6 +51,9 @@ pub use snapshot::{AuthSnapshot, Denied, Grant};
 /// so authenticated connections can re-check their grant after each refresh.
 pub struct AuthHub {
     current: ArcSwap<AuthSnapshot>,
+    /// The apps' connections and publishing against their caps; each new
+    /// snapshot's caps apply at once.
+    quotas: Arc<Quotas>,
     changed: watch::Sender<u64>,
     /// Loads that installed a snapshot (the first one included), and refreshes
     /// that failed and kept the last good one.
@@ -76,11 +81,16 @@ impl AuthHub {
     pub fn new(initial: AuthSnapshot) -> AuthHub {
         AuthHub {
             current: ArcSwap::from_pointee(initial),
+            quotas: Arc::default(),
             changed: watch::channel(0).0,
             loads: AtomicU64::new(1),
             failures: AtomicU64::new(0),
             failing_for: AtomicU64::new(0),
         }
+    }
+
+    pub fn quotas(&self) -> &Arc<Quotas> {
+        &self.quotas
     }
 
     pub fn current(&self) -> Arc<AuthSnapshot> {
@@ -89,6 +99,7 @@ impl AuthHub {
 
     /// Installs a new snapshot and wakes every connection watching for changes.
     pub fn publish(&self, snapshot: AuthSnapshot) {
+        self.quotas.apply(|app| snapshot.quota(app));
         self.current.store(Arc::new(snapshot));
         self.changed.send_modify(|generation| *generation += 1);
         self.loads.fetch_add(1, Ordering::Relaxed);

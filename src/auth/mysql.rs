@@ -1,11 +1,16 @@
-//! Loads the `app` and `auth` tables with mysql_async (on the control thread's
-//! tokio runtime: a `Pool` belongs to the runtime that created it).
+//! Loads the `app` and `auth` tables, and the optional `app_quota`, with
+//! mysql_async (on the control thread's tokio runtime: a `Pool` belongs to the
+//! runtime that created it).
 
 use anyhow::{Context, Result};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, Row};
 
 use super::snapshot::{AppRow, AuthRow};
+use crate::quota::QuotaLimits;
+
+/// MySQL's ER_NO_SUCH_TABLE: a database from before quotas.
+const NO_SUCH_TABLE: u16 = 1146;
 
 /// Reads every row of both tables. A row with an unreadable column is returned
 /// with the fault in `broken` instead of failing the load.
@@ -19,12 +24,32 @@ pub async fn load(pool: &Pool) -> Result<(Vec<AppRow>, Vec<AuthRow>, Vec<String>
         .query("SELECT id, app_id, group_name, operation, topic, deleted_at FROM auth")
         .await
         .context("cannot read table auth")?;
+    let quota_rows: Vec<Row> = match conn
+        .query("SELECT app_id, records_per_sec, bytes_per_sec, max_connections FROM app_quota")
+        .await
+    {
+        Ok(rows) => rows,
+        Err(mysql_async::Error::Server(e)) if e.code == NO_SUCH_TABLE => Vec::new(),
+        Err(e) => return Err(e).context("cannot read table app_quota"),
+    };
 
     let mut broken = Vec::new();
+    let mut quotas = std::collections::HashMap::new();
+    for (n, row) in quota_rows.into_iter().enumerate() {
+        match quota_from(row) {
+            Some((app_id, quota)) => {
+                quotas.insert(app_id, quota);
+            }
+            None => broken.push(format!("app_quota row #{n}: unreadable column")),
+        }
+    }
     let mut apps = Vec::with_capacity(app_rows.len());
     for (n, row) in app_rows.into_iter().enumerate() {
         match app_from(row) {
-            Some(app) => apps.push(app),
+            Some(mut app) => {
+                app.quota = quotas.get(&app.id).copied().unwrap_or_default();
+                apps.push(app);
+            }
             None => broken.push(format!("app row #{n}: unreadable column")),
         }
     }
@@ -51,7 +76,21 @@ fn app_from(mut row: Row) -> Option<AppRow> {
         secret: column(&mut row, 2)?,
         cluster: column(&mut row, 3)?,
         deleted_at: column(&mut row, 4)?,
+        quota: QuotaLimits::default(),
     })
+}
+
+/// NULL, 0 or a negative number is no cap.
+fn quota_from(mut row: Row) -> Option<(i64, QuotaLimits)> {
+    let app_id = column(&mut row, 0)?;
+    let mut cap =
+        |index| column::<Option<i64>>(&mut row, index).map(|n| n.unwrap_or(0).max(0) as u64);
+    let quota = QuotaLimits {
+        records_per_sec: cap(1)?,
+        bytes_per_sec: cap(2)?,
+        connections: cap(3)?,
+    };
+    Some((app_id, quota))
 }
 
 fn auth_from(mut row: Row) -> Option<AuthRow> {

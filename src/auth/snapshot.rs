@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::dsn::{Dsn, Role};
+use crate::quota::QuotaLimits;
 
 /// `auth.operation` bits.
 pub const OP_SUBSCRIBE: i64 = 1;
@@ -24,6 +25,8 @@ pub struct AppRow {
     pub secret: String,
     pub cluster: String,
     pub deleted_at: Option<i64>,
+    /// Its row of the optional `app_quota` table; no caps without one.
+    pub quota: QuotaLimits,
 }
 
 /// One row of the `auth` table, as loaded.
@@ -40,6 +43,7 @@ pub struct AuthRow {
 struct App {
     secret: StoredSecret,
     cluster: String,
+    quota: QuotaLimits,
 }
 
 /// An app's secret as `app.app_secret` holds it: `sha256:` and the 64 hex
@@ -187,6 +191,7 @@ impl AuthSnapshot {
                 App {
                     secret,
                     cluster: app.cluster,
+                    quota: app.quota,
                 },
             );
         }
@@ -269,6 +274,11 @@ impl AuthSnapshot {
             })
     }
 
+    /// The caps of app `key` (none for an unknown app).
+    pub fn quota(&self, key: &str) -> QuotaLimits {
+        self.apps.get(key).map(|app| app.quota).unwrap_or_default()
+    }
+
     pub fn app_count(&self) -> usize {
         self.apps.len()
     }
@@ -289,6 +299,7 @@ mod tests {
             secret: secret.into(),
             cluster: "cluster1".into(),
             deleted_at,
+            quota: QuotaLimits::default(),
         }
     }
 

@@ -13,6 +13,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::{AuthOutcome, CommandKind, ConnectionRole, Sources, PRODUCE_BUCKETS};
+use crate::quota::QuotaFigures;
 
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -238,6 +239,7 @@ impl Collector for GatewayCollector {
             "Grants (group, topic) in the auth snapshot",
             refresh.grants as i64,
         )?;
+        quotas(&mut e, &sources.auth.quotas().capped())?;
         e.encode_descriptor(
             "uptime_seconds",
             "Time since the gateway started",
@@ -247,6 +249,71 @@ impl Collector for GatewayCollector {
         .encode_gauge(&sources.metrics.uptime().as_secs_f64())?;
         Ok(())
     }
+}
+
+/// The apps with caps (`app_quota`; cardinality bounded by that table):
+/// their caps, connections, what they published and how long their
+/// connections were paused.
+fn quotas(e: &mut DescriptorEncoder<'_>, capped: &[(String, QuotaFigures)]) -> fmt::Result {
+    let mut limits = e.encode_descriptor(
+        "quota_limit",
+        "An app's cap (app_quota) by kind; 0 is no cap",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (app, figures) in capped {
+        let caps = figures.limits;
+        for (kind, value) in [
+            ("records_per_sec", caps.records_per_sec),
+            ("bytes_per_sec", caps.bytes_per_sec),
+            ("connections", caps.connections),
+        ] {
+            limits
+                .encode_family(&[("app", app.as_str()), ("kind", kind)])?
+                .encode_gauge(&(value as i64))?;
+        }
+    }
+    type Figure = fn(&QuotaFigures) -> f64;
+    let per_app: [(&str, &str, MetricType, Figure); 4] = [
+        (
+            "quota_connections",
+            "Connections of a capped app",
+            MetricType::Gauge,
+            |f| f.connections as f64,
+        ),
+        (
+            "quota_records",
+            "Records a capped app published while it had a rate cap",
+            MetricType::Counter,
+            |f| f.records as f64,
+        ),
+        (
+            "quota_bytes",
+            "Key and value bytes a capped app published while it had a rate cap",
+            MetricType::Counter,
+            |f| f.bytes as f64,
+        ),
+        (
+            "quota_throttled_seconds",
+            "Time a capped app's connections were paused for going over a rate cap, added up",
+            MetricType::Counter,
+            |f| f.throttled.as_secs_f64(),
+        ),
+    ];
+    for (name, help, kind, value) in per_app {
+        let mut family = e.encode_descriptor(name, help, None, kind)?;
+        for (app, figures) in capped {
+            let labels = [("app", app.as_str())];
+            let mut encoder = family.encode_family(&labels)?;
+            match kind {
+                MetricType::Counter => {
+                    encoder.encode_counter::<NoLabelSet, _, u64>(&value(figures), None)?
+                }
+                _ => encoder.encode_gauge(&value(figures))?,
+            }
+        }
+    }
+    Ok(())
 }
 
 fn counter(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> fmt::Result {

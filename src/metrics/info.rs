@@ -7,18 +7,27 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use super::{AuthOutcome, CommandKind, ConnectionRole, Sources};
+use crate::quota::QuotaFigures;
 
 /// The Redis version whose INFO layout and commands this gateway follows;
 /// some clients read `redis_version` to choose features.
 const REDIS_COMPATIBLE_VERSION: &str = "7.2.0";
 
-const SECTIONS: [&str; 5] = ["server", "clients", "stats", "kafka", "consumers"];
+const SECTIONS: [&str; 6] = ["server", "clients", "stats", "kafka", "consumers", "quota"];
+
+/// What the connection asking for INFO may see of its own: never another
+/// app's groups or usage.
+#[derive(Default)]
+pub struct Asker<'a> {
+    /// A subscriber's lag per partition.
+    pub lag: Option<&'a [(i32, i64)]>,
+    /// Its app's caps and usage, once authenticated.
+    pub quota: Option<QuotaFigures>,
+}
 
 /// The INFO text for the sections asked for (all when none, `all`, `default`
-/// or `everything`); an unknown section adds nothing, as in Redis. `own_lag`
-/// is the asking connection's lag per partition, when it is a subscriber:
-/// a connection sees its own, never another app's groups.
-pub fn render(sources: &Sources, asked: &[bytes::Bytes], own_lag: Option<&[(i32, i64)]>) -> String {
+/// or `everything`); an unknown section adds nothing, as in Redis.
+pub fn render(sources: &Sources, asked: &[bytes::Bytes], asker: &Asker) -> String {
     let everything = asked.is_empty()
         || asked.iter().any(|a| {
             ["all", "default", "everything"]
@@ -42,7 +51,8 @@ pub fn render(sources: &Sources, asked: &[bytes::Bytes], own_lag: Option<&[(i32,
             "clients" => clients(sources, &mut out),
             "stats" => stats(sources, &mut out),
             "kafka" => kafka(sources, &mut out),
-            _ => consumers(sources, own_lag, &mut out),
+            "consumers" => consumers(sources, asker.lag, &mut out),
+            _ => quota(asker.quota, &mut out),
         }
     }
     out
@@ -154,4 +164,21 @@ fn consumers(sources: &Sources, own_lag: Option<&[(i32, i64)]>, out: &mut String
         let partitions: Vec<String> = lag.iter().map(|(p, l)| format!("{p}={l}")).collect();
         field(out, "lag_partitions", partitions.join(","));
     }
+}
+
+/// `# Quota`: the asking connection's app: its caps (0: none), its
+/// connections, and the time its connections were paused for going over a
+/// rate cap (connection-seconds).
+fn quota(figures: Option<QuotaFigures>, out: &mut String) {
+    out.push_str("# Quota\r\n");
+    let Some(figures) = figures else { return };
+    field(out, "quota_records_per_sec", figures.limits.records_per_sec);
+    field(out, "quota_bytes_per_sec", figures.limits.bytes_per_sec);
+    field(out, "quota_connections", figures.limits.connections);
+    field(out, "app_connections", figures.connections);
+    field(
+        out,
+        "app_throttled_seconds",
+        format!("{:.3}", figures.throttled.as_secs_f64()),
+    );
 }

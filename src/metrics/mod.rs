@@ -38,11 +38,12 @@ pub enum AuthOutcome {
     ClusterNotConfigured,
     RateLimited,
     SubscribersFull,
+    AppConnectionsFull,
     ConsumerFailed,
 }
 
 impl AuthOutcome {
-    pub const ALL: [AuthOutcome; 14] = [
+    pub const ALL: [AuthOutcome; 15] = [
         AuthOutcome::Ok,
         AuthOutcome::Malformed,
         AuthOutcome::BadRole,
@@ -56,6 +57,7 @@ impl AuthOutcome {
         AuthOutcome::ClusterNotConfigured,
         AuthOutcome::RateLimited,
         AuthOutcome::SubscribersFull,
+        AuthOutcome::AppConnectionsFull,
         AuthOutcome::ConsumerFailed,
     ];
 
@@ -74,6 +76,7 @@ impl AuthOutcome {
             AuthOutcome::ClusterNotConfigured => "cluster_not_configured",
             AuthOutcome::RateLimited => "rate_limited",
             AuthOutcome::SubscribersFull => "subscribers_full",
+            AuthOutcome::AppConnectionsFull => "app_connections_full",
             AuthOutcome::ConsumerFailed => "consumer_failed",
         }
     }

@@ -201,8 +201,10 @@ async fn read_loop<S: ClientStream, B: Backend>(
     let mut reserved: Option<(usize, HeldBytes)> = None;
 
     loop {
-        // Everything already buffered is dispatched before reading more.
+        // Everything already buffered is dispatched before reading more,
+        // unless the app's rate cap pauses the connection.
         let mut commands = 0usize;
+        let mut paused_with_commands = false;
         loop {
             match parser.parse(&mut buf) {
                 Ok(Some(command)) => {
@@ -225,6 +227,10 @@ async fn read_loop<S: ClientStream, B: Backend>(
                         return end;
                     }
                     match step.then {
+                        Then::Continue if session.is_paused() => {
+                            paused_with_commands = true;
+                            break;
+                        }
                         Then::Continue => {}
                         Then::Close => return ReadEnd::Finish,
                         Then::RefuseRestAndClose => {
@@ -258,6 +264,13 @@ async fn read_loop<S: ClientStream, B: Backend>(
             None => connected + server.auth_timeout,
             role => idle_deadline(server, role, last_command),
         };
+        // A connection paused by its app's rate cap is not idle: its idle
+        // time starts when the pause ends.
+        if let Some(until) = session.paused_until() {
+            watch.deadline = watch
+                .deadline
+                .max(idle_deadline(server, session.role(), until));
+        }
         // Produces not yet handed to Kafka hold their bytes: past the
         // connection's budget, nothing more is read until they are.
         let room = if session.has_room_to_read() {
@@ -265,6 +278,10 @@ async fn read_loop<S: ClientStream, B: Backend>(
         } else {
             until(session.room_to_read(), &mut watch).await
         };
+        // The pause is over: the commands it held go first, then reading.
+        if paused_with_commands && room.is_ok() {
+            continue;
+        }
         // A request that needs more than 64 KiB is admitted whole, or waits
         // holding none of it.
         let needs = buf

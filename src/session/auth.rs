@@ -81,7 +81,8 @@ impl<B: Backend> Session<B> {
                 return self.wrong_credentials(&raw, AuthOutcome::BadColor, errors::INVALID_COLOR);
             }
         };
-        let grant = match handles.auth.current().authenticate(&dsn) {
+        let snapshot = handles.auth.current();
+        let grant = match snapshot.authenticate(&dsn) {
             Ok(grant) => grant,
             Err(reason) => {
                 // An unknown key is often a secret sent in the key's place.
@@ -95,6 +96,21 @@ impl<B: Backend> Session<B> {
                 return self.wrong_credentials(&raw, AuthOutcome::from(&reason), text);
             }
         };
+        // Counted before a consumer is made for it: refusing is cheap.
+        let admission = match handles
+            .auth
+            .quotas()
+            .admit(&dsn.key, snapshot.quota(&dsn.key))
+        {
+            Ok(admission) => admission,
+            Err(full) => {
+                tracing::info!(peer = %self.peer, key = %dsn.key, cap = full.cap,
+                    "auth refused: the app is at its connection cap");
+                handles.stats.auth(AuthOutcome::AppConnectionsFull);
+                return Step::auth_failed(Reply::error(errors::app_connections_full(full.cap)));
+            }
+        };
+        drop(snapshot);
         let unknown_cluster = |cluster: &str| {
             tracing::warn!(peer = %self.peer, key = %dsn.key, %cluster,
                 "auth failed: the app's cluster is not configured");
@@ -120,8 +136,16 @@ impl<B: Backend> Session<B> {
                     handles.limits,
                     Arc::clone(&handles.stats),
                     Rc::clone(&self.budget),
+                    Arc::clone(admission.quota()),
                 );
-                State::Publisher(Authenticated { raw, dsn }, publisher)
+                State::Publisher(
+                    Authenticated {
+                        raw,
+                        dsn,
+                        admission,
+                    },
+                    publisher,
+                )
             }
             Role::Sub => {
                 let group = subscriber::group_name(&dsn);
@@ -148,7 +172,14 @@ impl<B: Backend> Session<B> {
                     }
                 };
                 let subscriber = Subscriber::new(&dsn, grant.cluster, member);
-                State::Subscriber(Authenticated { raw, dsn }, subscriber)
+                State::Subscriber(
+                    Authenticated {
+                        raw,
+                        dsn,
+                        admission,
+                    },
+                    subscriber,
+                )
             }
         };
         tracing::debug!(peer = %self.peer, id = self.id(), key = %identity.key,

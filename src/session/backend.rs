@@ -12,6 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::message::{Encoding, Fetched, Record};
+pub use crate::metrics::info::Asker;
 
 /// Everything outside the session that its commands reach, for one shard.
 pub trait Backend {
@@ -35,9 +36,9 @@ pub trait Backend {
         lag: Arc<AtomicI64>,
     ) -> Result<Self::Member, JoinError<Self::JoinError>>;
 
-    /// The INFO text for the sections asked for; `own_lag` is the asking
-    /// subscriber's lag per partition.
-    fn info(&self, sections: &[Bytes], own_lag: Option<&[(i32, i64)]>) -> String;
+    /// The INFO text for the sections asked for, with what the asking
+    /// connection may see of its own.
+    fn info(&self, sections: &[Bytes], asker: &Asker) -> String;
 }
 
 /// Why a subscriber could not join its group.

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use super::backend::{Backend, JoinError, Membership, Produce, Undelivered};
+use super::backend::{Asker, Backend, JoinError, Membership, Produce, Undelivered};
 use super::{Handles, Limits};
 use crate::auth::limiter::{FailedAuthLimiter, Prefixes};
 use crate::auth::snapshot::{AppRow, AuthRow, OP_PUBLISH, OP_SUBSCRIBE};
@@ -100,8 +100,12 @@ impl Backend for FakeBackend {
         })
     }
 
-    fn info(&self, sections: &[Bytes], _own_lag: Option<&[(i32, i64)]>) -> String {
-        format!("# Fake\r\nsections:{}\r\n", sections.len())
+    fn info(&self, sections: &[Bytes], asker: &Asker) -> String {
+        let quota = asker.quota.map(|q| q.limits.records_per_sec);
+        format!(
+            "# Fake\r\nsections:{}\r\nrecords_per_sec:{quota:?}\r\n",
+            sections.len()
+        )
     }
 }
 
@@ -166,6 +170,7 @@ pub fn app(id: i64, key: &str, cluster: &str) -> AppRow {
         secret: format!("secret{id}"),
         cluster: cluster.into(),
         deleted_at: None,
+        quota: Default::default(),
     }
 }
 

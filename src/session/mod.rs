@@ -33,8 +33,9 @@ use crate::clients::{Clients, Registration};
 use crate::command::{Allowed, CommandKind};
 use crate::errors;
 use crate::metrics::{ConnectionRole, ShardStats};
+use crate::quota::Admission;
 use crate::resp::Command;
-pub use backend::Backend;
+pub use backend::{Asker, Backend};
 use publisher::Publisher;
 pub use reply::Reply;
 use subscriber::Subscriber;
@@ -116,6 +117,8 @@ struct Authenticated {
     /// The AUTH string exactly as sent, to tell a repeated AUTH from another one.
     raw: Bytes,
     dsn: Dsn,
+    /// This connection, counted against its app's caps.
+    admission: Admission,
 }
 
 pub struct Session<B: Backend> {
@@ -177,15 +180,33 @@ impl<B: Backend> Session<B> {
     }
 
     /// Resolves when the connection may read more: the request bytes it
-    /// holds are under its budget.
-    pub fn room_to_read(&self) -> impl std::future::Future<Output = ()> + '_ {
-        self.budget.room()
+    /// holds are under its budget, and its app's rate cap no longer pauses
+    /// it.
+    pub async fn room_to_read(&self) {
+        self.budget.room().await;
+        if let Some(until) = self.paused_until() {
+            glommio::timer::sleep(until.saturating_duration_since(Instant::now())).await;
+        }
     }
 
     /// Whether the connection may read more now (`room_to_read` would
     /// resolve at once).
     pub fn has_room_to_read(&self) -> bool {
-        self.budget.has_room()
+        self.budget.has_room() && !self.is_paused()
+    }
+
+    /// Whether the app's rate cap pauses this connection: commands already
+    /// read wait too, so that a large pipeline keeps to the cap.
+    pub fn is_paused(&self) -> bool {
+        self.paused_until().is_some()
+    }
+
+    /// Until when the app's rate cap pauses this connection, if it does.
+    pub fn paused_until(&self) -> Option<Instant> {
+        match &self.state {
+            State::Publisher(_, publisher) => publisher.paused_until(),
+            _ => None,
+        }
     }
 
     /// Reserves `bytes` of the process's budget for a request being read,
@@ -233,12 +254,16 @@ impl<B: Backend> Session<B> {
             (CommandKind::Command, _) => chatter::command_introspection(args),
             (CommandKind::Client, _) => self.client(args),
             (CommandKind::Info, state) => {
-                let lag = match state {
-                    State::Subscriber(_, s) => Some(s.lag()),
-                    _ => None,
+                let (lag, quota) = match state {
+                    State::Anonymous => (None, None),
+                    State::Publisher(a, _) => (None, Some(a.admission.quota().figures())),
+                    State::Subscriber(a, s) => (Some(s.lag()), Some(a.admission.quota().figures())),
                 };
-                let text = self.handles.backend.info(args, lag.as_deref());
-                Reply::Bulk(Bytes::from(text))
+                let asker = Asker {
+                    lag: lag.as_deref(),
+                    quota,
+                };
+                Reply::Bulk(Bytes::from(self.handles.backend.info(args, &asker)))
             }
             (CommandKind::Set, State::Publisher(_, p)) => p.set(args[0].clone(), args[1].clone()),
             (CommandKind::Hset, State::Publisher(_, p)) => {

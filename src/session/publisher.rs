@@ -14,6 +14,7 @@ use crate::auth::Dsn;
 use crate::errors;
 use crate::message::{metadata_header, Record};
 use crate::metrics::ShardStats;
+use crate::quota::AppQuota;
 
 pub struct Publisher<P> {
     /// Shared with in-flight produces, which outlive the command that made them.
@@ -25,6 +26,10 @@ pub struct Publisher<P> {
     /// SETs waiting for room in the producer's queue: while there are any,
     /// new ones queue behind them.
     waiting: Rc<Cell<usize>>,
+    /// The app's rate caps, shared with its other connections.
+    quota: Arc<AppQuota>,
+    /// Until when going over a rate cap pauses this connection's reading.
+    paused: Cell<Option<Instant>>,
 }
 
 /// One SET among those waiting for room; counted out when dropped.
@@ -75,6 +80,7 @@ impl<P: Produce + 'static> Publisher<P> {
         limits: Limits,
         stats: Arc<ShardStats>,
         budget: Rc<ByteBudget>,
+        quota: Arc<AppQuota>,
     ) -> Publisher<P> {
         Publisher {
             target: Rc::new(Target {
@@ -87,7 +93,20 @@ impl<P: Produce + 'static> Publisher<P> {
             limits,
             budget,
             waiting: Rc::new(Cell::new(0)),
+            quota,
+            paused: Cell::new(None),
         }
+    }
+
+    /// Until when the app's rate cap pauses this connection's reading, if
+    /// it does now.
+    pub fn paused_until(&self) -> Option<Instant> {
+        let until = self.paused.get()?;
+        if until > Instant::now() {
+            return Some(until);
+        }
+        self.paused.set(None);
+        None
     }
 
     /// Moves this connection to another cluster's producer (the app was moved in
@@ -118,6 +137,13 @@ impl<P: Produce + 'static> Publisher<P> {
     fn produce(&self, key: Bytes, value: Bytes, metadata: Option<Vec<u8>>) -> Reply {
         if value.len() > self.limits.max_value_bytes {
             return Reply::error(errors::VALUE_TOO_LARGE);
+        }
+        // A record's size for the bytes cap: its key and value, what the
+        // client sent to be stored.
+        if let Some(pause) = self.quota.charge(1, (key.len() + value.len()) as u64) {
+            let until = Instant::now() + pause;
+            self.paused
+                .set(Some(self.paused.get().map_or(until, |u| u.max(until))));
         }
         let target = Rc::clone(&self.target);
         let timeout = self.limits.produce_timeout;

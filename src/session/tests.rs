@@ -157,7 +157,7 @@ fn arity_and_role_come_from_the_command_table() {
     );
     assert_eq!(
         call(&mut p, &["INFO", "a", "b"]),
-        "$20\r\n# Fake\r\nsections:2\r\n\r\n"
+        "$45\r\n# Fake\r\nsections:2\r\nrecords_per_sec:Some(0)\r\n\r\n"
     );
     // Every command was counted under its own label, errors apart.
     let t = f.metrics.totals();
@@ -593,4 +593,49 @@ fn a_commit_the_member_refuses_is_an_error_and_not_sent() {
     );
     assert_eq!(call(&mut s, &["SET", "0", "4"]), "+OK\r\n");
     assert_eq!(f.world.borrow().committed, [(0, 4)]);
+}
+
+#[test]
+fn an_apps_caps_limit_its_connections_and_pause_its_publishing() {
+    let f = Fixture::new();
+    let mut capped = app(1, "app1", "c1");
+    capped.quota = crate::quota::QuotaLimits {
+        records_per_sec: 10,
+        bytes_per_sec: 0,
+        connections: 2,
+    };
+    f.handles.auth.publish(snapshot(
+        vec![capped, app(2, "app2", "c1")],
+        vec![
+            grant(1, 1, "group1", "topic1", OP_PUBLISH | OP_SUBSCRIBE),
+            grant(2, 2, "group2", "topic1", OP_PUBLISH),
+        ],
+    ));
+    let mut p = f.authenticated(PUB);
+    let s = f.authenticated(SUB);
+    // A third connection of app1 is refused; app2 is not capped.
+    let mut third = f.session();
+    assert_eq!(
+        step(&mut third, &["AUTH", PUB]),
+        (
+            "-ERR max number of connections for this app reached (2)\r\n".into(),
+            Then::RefuseRestAndClose
+        )
+    );
+    assert_eq!(f.metrics.totals().auth(AuthOutcome::AppConnectionsFull), 1);
+    let mut other = f.authenticated("app2:secret2@group2/topic=topic1&role=pub");
+    // 10 records a second, 100 ms of burst: the first SET fits, the second
+    // pauses reading (nothing refused, nothing dropped); app2 never pauses.
+    assert_eq!(call(&mut p, &["SET", "k", "v"]), "+OK\r\n");
+    assert!(p.has_room_to_read());
+    assert_eq!(call(&mut p, &["SET", "k", "v"]), "+OK\r\n");
+    assert!(p.is_paused() && !p.has_room_to_read());
+    for _ in 0..100 {
+        assert_eq!(call(&mut other, &["SET", "k", "v"]), "+OK\r\n");
+    }
+    assert!(!other.is_paused());
+    assert_eq!(f.world.borrow().produced.len(), 102);
+    // A closed connection gives its place back.
+    drop(s);
+    f.authenticated(SUB);
 }

@@ -7,11 +7,14 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+mod admin;
 mod client;
 mod db;
 mod gateway;
 mod kafka;
 
+#[allow(unused_imports)]
+pub use admin::*;
 #[allow(unused_imports)]
 pub use client::*;
 #[allow(unused_imports)]
