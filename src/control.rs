@@ -1,6 +1,11 @@
-//! The control thread: a tokio current-thread runtime (mysql_async needs one; the
-//! shards must not) that loads the auth tables at start, refreshes them every
-//! `refresh_interval`, and turns SIGTERM/SIGINT into the shutdown signal.
+//! The threads off the shards: the control thread, a tokio current-thread
+//! runtime where consumer-group members and the metrics endpoint run and
+//! SIGTERM/SIGINT become the shutdown signal; and the auth thread, with a
+//! runtime of its own for mysql_async, which loads the auth tables at start
+//! and refreshes them every `refresh_interval`. Reading and indexing a large
+//! `app`/`auth` table takes seconds of CPU: on a thread of its own it never
+//! delays a member's fetch or a scrape. A refresh that reads the same rows
+//! as the last one installs nothing and wakes no connection.
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -12,7 +17,7 @@ use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
-use crate::auth::mysql;
+use crate::auth::mysql::{self, Rows};
 use crate::auth::{AuthHub, AuthSnapshot};
 use crate::config::AuthConfig;
 
@@ -21,6 +26,7 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct Control {
     thread: JoinHandle<()>,
+    auth_thread: JoinHandle<()>,
     stop: watch::Sender<bool>,
     pub auth: Arc<AuthHub>,
     /// The control thread's runtime, where consumer-group members run.
@@ -30,33 +36,21 @@ pub struct Control {
 }
 
 impl Control {
-    /// Starts the thread and returns once the auth tables were loaded, or with the
-    /// reason they could not be.
+    /// Starts both threads and returns once the auth tables were loaded, or
+    /// with the reason they could not be.
     pub fn start(config: AuthConfig) -> Result<Control> {
-        let (ready_tx, ready_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = watch::channel(false);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let thread = std::thread::Builder::new()
-            .name("databus-control".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(anyhow!(e).context("cannot start tokio")));
-                        return;
-                    }
-                };
-                runtime.block_on(run(config, ready_tx, stop_rx, shutdown_tx));
-            })
-            .context("cannot start the control thread")?;
-        let (auth, runtime) = ready_rx
-            .recv()
-            .map_err(|_| anyhow!("the control thread stopped during start-up"))??;
+        let (auth_thread, auth) = on_own_runtime("databus-auth", {
+            let stop = stop_rx.clone();
+            move |ready| refresh_loop(config, ready, stop)
+        })?;
+        let (thread, runtime) = on_own_runtime("databus-control", move |ready| {
+            control_loop(ready, stop_rx, shutdown_tx)
+        })?;
         Ok(Control {
             thread,
+            auth_thread,
             stop: stop_tx,
             auth,
             runtime,
@@ -67,14 +61,78 @@ impl Control {
     pub fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.thread.join();
+        let _ = self.auth_thread.join();
     }
 }
 
-async fn run(
-    config: AuthConfig,
-    ready: mpsc::Sender<Result<(Arc<AuthHub>, tokio::runtime::Handle)>>,
+/// Runs `task` on a new thread's tokio current-thread runtime; returns once
+/// the task sent what it is ready with (or why it could not start).
+fn on_own_runtime<T, F, Fut>(name: &str, task: F) -> Result<(JoinHandle<()>, T)>
+where
+    T: Send + 'static,
+    F: FnOnce(mpsc::Sender<Result<T>>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(anyhow!(e).context("cannot start tokio")));
+                    return;
+                }
+            };
+            runtime.block_on(task(ready_tx));
+        })
+        .with_context(|| format!("cannot start the {name} thread"))?;
+    let ready = ready_rx
+        .recv()
+        .map_err(|_| anyhow!("the {name} thread stopped during start-up"))??;
+    Ok((thread, ready))
+}
+
+/// The control thread: signals, and the runtime members and `/metrics` use.
+async fn control_loop(
+    ready: mpsc::Sender<Result<tokio::runtime::Handle>>,
     mut stop: watch::Receiver<bool>,
     shutdown: watch::Sender<bool>,
+) {
+    let (mut sigterm, mut sigint) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = ready.send(Err(anyhow!(e).context("cannot install signal handlers")));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(tokio::runtime::Handle::current()));
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => {
+                tracing::info!("SIGTERM: shutting down");
+                let _ = shutdown.send(true);
+            }
+            _ = sigint.recv() => {
+                tracing::info!("SIGINT: shutting down");
+                let _ = shutdown.send(true);
+            }
+            _ = stop.wait_for(|stop| *stop) => break,
+        }
+    }
+}
+
+/// The auth thread: the first load, then a refresh every `refresh_interval`.
+async fn refresh_loop(
+    config: AuthConfig,
+    ready: mpsc::Sender<Result<Arc<AuthHub>>>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let shown_url = redact_password(&config.mysql_url);
     let pool = match pool(&config.mysql_url) {
@@ -84,11 +142,13 @@ async fn run(
             return;
         }
     };
-    let initial = tokio::time::timeout(LOAD_TIMEOUT, load(&pool)).await;
-    let hub = match initial {
-        Ok(Ok(snapshot)) => {
+    let initial = tokio::time::timeout(LOAD_TIMEOUT, mysql::load(&pool)).await;
+    let (hub, mut served) = match initial {
+        Ok(Ok(rows)) => {
+            let digest = rows.digest();
+            let snapshot = build(rows, SystemTime::now());
             report_plaintext_secrets(None, snapshot.plaintext_secrets);
-            Arc::new(AuthHub::new(snapshot))
+            (Arc::new(AuthHub::new(snapshot)), digest)
         }
         Ok(Err(e)) => {
             let _ = ready.send(Err(
@@ -103,42 +163,34 @@ async fn run(
             return;
         }
     };
-    let (mut sigterm, mut sigint) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(term), Ok(int)) => (term, int),
-        (Err(e), _) | (_, Err(e)) => {
-            let _ = ready.send(Err(anyhow!(e).context("cannot install signal handlers")));
-            return;
-        }
-    };
-    let _ = ready.send(Ok((Arc::clone(&hub), tokio::runtime::Handle::current())));
+    let _ = ready.send(Ok(Arc::clone(&hub)));
 
     let mut refresh = tokio::time::interval(config.refresh_interval);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     refresh.tick().await; // the first tick is immediate; the initial load was it
     loop {
         tokio::select! {
-            _ = refresh.tick() => match bounded_load(&pool).await {
-                Ok(snapshot) => {
-                    let before = hub.current().plaintext_secrets;
-                    report_plaintext_secrets(Some(before), snapshot.plaintext_secrets);
-                    hub.publish(snapshot);
+            _ = refresh.tick() => {
+                let read_at = SystemTime::now();
+                match bounded_load(&pool).await {
+                    Ok(rows) => {
+                        let digest = rows.digest();
+                        if digest == served {
+                            hub.unchanged(read_at);
+                            continue;
+                        }
+                        let snapshot = build(rows, read_at);
+                        let before = hub.current().plaintext_secrets;
+                        report_plaintext_secrets(Some(before), snapshot.plaintext_secrets);
+                        hub.publish(snapshot);
+                        served = digest;
+                    }
+                    Err(e) => {
+                        hub.refresh_failed();
+                        tracing::warn!(error = format!("{e:#}"), mysql = %shown_url,
+                            "auth refresh failed; keeping the last good snapshot");
+                    }
                 }
-                Err(e) => {
-                    hub.refresh_failed();
-                    tracing::warn!(error = format!("{e:#}"), mysql = %shown_url,
-                        "auth refresh failed; keeping the last good snapshot");
-                }
-            },
-            _ = sigterm.recv() => {
-                tracing::info!("SIGTERM: shutting down");
-                let _ = shutdown.send(true);
-            }
-            _ = sigint.recv() => {
-                tracing::info!("SIGINT: shutting down");
-                let _ = shutdown.send(true);
             }
             _ = stop.wait_for(|stop| *stop) => break,
         }
@@ -148,8 +200,8 @@ async fn run(
 
 /// A refresh that hangs (a MySQL that accepts and never answers) must not stop
 /// later ones: it fails after the same bound as the first load.
-async fn bounded_load(pool: &Pool) -> Result<AuthSnapshot> {
-    tokio::time::timeout(LOAD_TIMEOUT, load(pool))
+async fn bounded_load(pool: &Pool) -> Result<Rows> {
+    tokio::time::timeout(LOAD_TIMEOUT, mysql::load(pool))
         .await
         .map_err(|_| anyhow!("no answer within {LOAD_TIMEOUT:?}"))?
 }
@@ -164,20 +216,19 @@ fn pool(url: &str) -> Result<Pool> {
     Ok(Pool::new(opts))
 }
 
-async fn load(pool: &Pool) -> Result<AuthSnapshot> {
-    let loaded_at = SystemTime::now();
-    let (apps, auths, broken) = mysql::load(pool).await?;
-    let built = AuthSnapshot::build(apps, auths, loaded_at);
-    for reason in broken.iter().chain(&built.skipped) {
+/// The snapshot of rows read at `read_at`; what was skipped goes to the log.
+fn build(rows: Rows, read_at: SystemTime) -> AuthSnapshot {
+    let built = AuthSnapshot::build(rows.apps, rows.auths, read_at);
+    for reason in rows.broken.iter().chain(&built.skipped) {
         tracing::warn!(%reason, "auth row skipped");
     }
     tracing::info!(
         apps = built.snapshot.app_count(),
         grants = built.snapshot.grant_count(),
-        skipped = broken.len() + built.skipped.len(),
+        skipped = rows.broken.len() + built.skipped.len(),
         "auth data loaded"
     );
-    Ok(built.snapshot)
+    built.snapshot
 }
 
 /// Says, once per change, how many apps still store their secret in

@@ -32,12 +32,13 @@
 //! metrics/            per-shard counters; sources.rs (what is read), exposition.rs
 //!                     (Prometheus), info.rs (INFO), http.rs (/metrics, /healthz,
 //!                     /readyz on the control thread)
-//! control.rs          the control thread: MySQL refresh, signals
+//! control.rs          the control thread (members, signals) and the auth thread (MySQL)
 //! ```
 //!
 //! Threads: one glommio executor per core (shards) accepts on the same port with
 //! SO_REUSEPORT and owns its connections; librdkafka's threads deliver produces;
-//! one control thread runs tokio for mysql_async and signal handling.
+//! one control thread runs tokio for consumer members, /metrics and signals;
+//! one auth thread runs tokio for mysql_async's loads and refreshes.
 
 pub mod admin;
 pub mod auth;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 const BURST: Duration = Duration::from_millis(100);
 
 /// An app's caps; 0 is no cap.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct QuotaLimits {
     pub records_per_sec: u64,
     pub bytes_per_sec: u64,

@@ -10,7 +10,7 @@ pub mod snapshot;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
@@ -61,6 +61,10 @@ pub struct AuthHub {
     failures: AtomicU64,
     /// Failures since the last load that worked.
     failing_for: AtomicU64,
+    /// When MySQL last answered with the rows being served (ms since the
+    /// Unix epoch): a refresh that reads the same rows again makes them
+    /// fresh without a new snapshot.
+    read_at_ms: AtomicU64,
 }
 
 /// How the refreshes have gone, for metrics, INFO and `/readyz`.
@@ -79,7 +83,9 @@ pub struct RefreshStats {
 
 impl AuthHub {
     pub fn new(initial: AuthSnapshot) -> AuthHub {
+        let read_at_ms = AtomicU64::new(unix_ms(initial.loaded_at));
         AuthHub {
+            read_at_ms,
             current: ArcSwap::from_pointee(initial),
             quotas: Arc::default(),
             changed: watch::channel(0).0,
@@ -99,9 +105,20 @@ impl AuthHub {
 
     /// Installs a new snapshot and wakes every connection watching for changes.
     pub fn publish(&self, snapshot: AuthSnapshot) {
+        self.read_at_ms
+            .store(unix_ms(snapshot.loaded_at), Ordering::Relaxed);
         self.quotas.apply(|app| snapshot.quota(app));
         self.current.store(Arc::new(snapshot));
         self.changed.send_modify(|generation| *generation += 1);
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        self.failing_for.store(0, Ordering::Relaxed);
+    }
+
+    /// A refresh read the rows being served again, unchanged: they are as
+    /// fresh as `read_at`, and no connection is woken to re-check its grant.
+    pub fn unchanged(&self, read_at: SystemTime) {
+        self.read_at_ms
+            .store(unix_ms(Some(read_at)), Ordering::Relaxed);
         self.loads.fetch_add(1, Ordering::Relaxed);
         self.failing_for.store(0, Ordering::Relaxed);
     }
@@ -118,10 +135,12 @@ impl AuthHub {
             loads: self.loads.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             consecutive_failures: self.failing_for.load(Ordering::Relaxed),
-            snapshot_age: current
-                .loaded_at
-                .and_then(|at| SystemTime::now().duration_since(at).ok())
-                .unwrap_or_default(),
+            snapshot_age: match self.read_at_ms.load(Ordering::Relaxed) {
+                0 => Duration::ZERO,
+                ms => SystemTime::now()
+                    .duration_since(UNIX_EPOCH + Duration::from_millis(ms))
+                    .unwrap_or_default(),
+            },
             apps: current.app_count(),
             grants: current.grant_count(),
             plaintext_secrets: current.plaintext_secrets,
@@ -132,5 +151,36 @@ impl AuthHub {
     /// tokio's sync primitives need no tokio reactor.
     pub fn watch(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+}
+
+/// `at` in ms since the Unix epoch; 0 for none.
+fn unix_ms(at: Option<SystemTime>) -> u64 {
+    at.and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_rows_freshen_the_snapshot_without_waking_anyone() {
+        let old = SystemTime::now() - Duration::from_secs(60);
+        let hub = AuthHub::new(AuthSnapshot::build(vec![], vec![], old).snapshot);
+        let watch = hub.watch();
+        assert!(hub.refresh_stats().snapshot_age >= Duration::from_secs(60));
+        hub.refresh_failed();
+        hub.unchanged(SystemTime::now());
+        let stats = hub.refresh_stats();
+        assert!(stats.snapshot_age < Duration::from_secs(5), "{stats:?}");
+        assert_eq!((stats.loads, stats.consecutive_failures), (2, 0));
+        assert!(!watch.has_changed().unwrap(), "nobody is woken");
+        hub.publish(AuthSnapshot::build(vec![], vec![], SystemTime::now()).snapshot);
+        assert!(
+            watch.has_changed().unwrap(),
+            "a new snapshot wakes everyone"
+        );
+        assert_eq!(hub.refresh_stats().loads, 3);
     }
 }

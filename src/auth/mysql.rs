@@ -12,9 +12,39 @@ use crate::quota::QuotaLimits;
 /// MySQL's ER_NO_SUCH_TABLE: a database from before quotas.
 const NO_SUCH_TABLE: u16 = 1146;
 
+/// Every row of the tables, as read.
+#[derive(Hash)]
+pub struct Rows {
+    pub apps: Vec<AppRow>,
+    pub auths: Vec<AuthRow>,
+    /// Rows with an unreadable column: what was wrong with each.
+    pub broken: Vec<String>,
+}
+
+impl Rows {
+    /// A SHA-256 of every row read: two reads with the same digest hold the
+    /// same data, so the second needs no new snapshot.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        use std::hash::{Hash, Hasher};
+        struct Sha(Sha256);
+        impl Hasher for Sha {
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.update(bytes);
+            }
+            fn finish(&self) -> u64 {
+                0 // unused: the digest is read with finalize
+            }
+        }
+        let mut hasher = Sha(Sha256::new());
+        self.hash(&mut hasher);
+        hasher.0.finalize().into()
+    }
+}
+
 /// Reads every row of both tables. A row with an unreadable column is returned
 /// with the fault in `broken` instead of failing the load.
-pub async fn load(pool: &Pool) -> Result<(Vec<AppRow>, Vec<AuthRow>, Vec<String>)> {
+pub async fn load(pool: &Pool) -> Result<Rows> {
     let mut conn = pool.get_conn().await.context("cannot connect to MySQL")?;
     let app_rows: Vec<Row> = conn
         .query("SELECT id, app_key, app_secret, cluster, deleted_at FROM app")
@@ -60,7 +90,11 @@ pub async fn load(pool: &Pool) -> Result<(Vec<AppRow>, Vec<AuthRow>, Vec<String>
             None => broken.push(format!("auth row #{n}: unreadable column")),
         }
     }
-    Ok((apps, auths, broken))
+    Ok(Rows {
+        apps,
+        auths,
+        broken,
+    })
 }
 
 // `Row::get_opt` returns None for a missing column and Some(Err) for a value that

@@ -18,7 +18,7 @@ pub const OP_SUBSCRIBE: i64 = 1;
 pub const OP_PUBLISH: i64 = 2;
 
 /// One row of the `app` table, as loaded.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct AppRow {
     pub id: i64,
     pub key: String,
@@ -30,7 +30,7 @@ pub struct AppRow {
 }
 
 /// One row of the `auth` table, as loaded.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct AuthRow {
     pub id: i64,
     pub app_id: i64,
