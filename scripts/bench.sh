@@ -11,6 +11,10 @@
 #             gateway's settings (C connections/tasks, P in flight each,
 #             S-byte values, T seconds per side in two halves, ABBA order),
 #             plus latency at a fixed rate (1,000 msgs/s)
+#   sync    : SET one at a time: 50 connections, each sending its next SET
+#             when the last was answered (redis-cli's and most applications'
+#             way) vs 50 rdkafka tasks each awaiting its delivery before the
+#             next record, with the gateway's producer settings (ABBA)
 #   consume : MGET pb + commit through the gateway (K subscribers of one
 #             group) vs K rdkafka consumers, draining M preloaded records
 #   scale   : produce through a 1-shard gateway vs one with a shard per CPU,
@@ -32,6 +36,9 @@
 # --quick: a few seconds per run, smaller M and N (~3 minutes after builds).
 # --smoke: what CI runs to keep this script working: mock broker only, about a
 # second per run; its figures mean nothing.
+# BENCH_KAFKA="linger.ms=1 ..." gives both sides the same librdkafka
+# properties (the gateway's [clusters.cluster1.kafka], the direct producer's
+# --kafka): how a setting is measured before it becomes a default.
 # Everything started here is stopped on exit; logs stay in the work
 # directory on failure.
 set -euo pipefail
@@ -71,6 +78,14 @@ quick) C=8 P=64 S=100 T=4 SCALE_T=2 PING_T=2 RATE_T=3 K=2 M=50000 PING_N=500000 
 smoke) C=4 P=16 S=100 T=1 SCALE_T=1 PING_T=1 RATE_T=1 K=1 M=2000 PING_N=20000 IDLE=100 CONSUME_TIMEOUT=60 ;;
 esac
 RATE=1000
+KAFKA_ARGS=() KAFKA_TOML=""
+for kv in ${BENCH_KAFKA:-}; do
+    [[ "$kv" == *=* ]] || die "BENCH_KAFKA takes key=value words, not '$kv'"
+    KAFKA_ARGS+=(--kafka "$kv")
+    KAFKA_TOML+="\"${kv%%=*}\" = \"${kv#*=}\""$'\n'
+done
+# The one-in-flight row always runs 50 connections: what issue #13 compares.
+SYNC_C=50
 PARTITIONS=6
 SHARDS="$(nproc)"
 # Idle connections are held this long; the RSS is read while they are.
@@ -155,6 +170,9 @@ mysql_url = "mysql://root@127.0.0.1:$mysql_port/databus_db"
 [clusters.cluster1]
 brokers = "$brokers"
 auto_offset_reset = "earliest"
+
+[clusters.cluster1.kafka]
+$KAFKA_TOML
 
 [consumer]
 session_timeout = "6s"   # as loadgen's consume-direct
@@ -344,14 +362,20 @@ kafka_runs() {
     R[cons_gw@$b]="$v1" R[cons_direct@$b]="$v2"
 
     loadgen v1 produce-gateway --addr "$gw" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$RATE_T" --rate "$RATE"
-    loadgen v2 produce-direct --brokers "$BROKER_ADDR" --topic "$TOPIC_DIRECT" -c "$C" -p "$P" -s "$S" -t "$RATE_T" --rate "$RATE"
+    loadgen v2 produce-direct --brokers "$BROKER_ADDR" --topic "$TOPIC_DIRECT" "${KAFKA_ARGS[@]}" -c "$C" -p "$P" -s "$S" -t "$RATE_T" --rate "$RATE"
     R[rate_gw@$b]="$v1" R[rate_direct@$b]="$v2"
 
     loadgen v1 produce-gateway --addr "$gw" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_T"
-    loadgen v2 produce-direct --brokers "$BROKER_ADDR" --topic "$TOPIC_DIRECT" -c "$C" -p "$P" -s "$S" -t "$HALF_T"
-    loadgen v3 produce-direct --brokers "$BROKER_ADDR" --topic "$TOPIC_DIRECT" -c "$C" -p "$P" -s "$S" -t "$HALF_T"
+    loadgen v2 produce-direct --brokers "$BROKER_ADDR" --topic "$TOPIC_DIRECT" "${KAFKA_ARGS[@]}" -c "$C" -p "$P" -s "$S" -t "$HALF_T"
+    loadgen v3 produce-direct --brokers "$BROKER_ADDR" --topic "$TOPIC_DIRECT" "${KAFKA_ARGS[@]}" -c "$C" -p "$P" -s "$S" -t "$HALF_T"
     loadgen v4 produce-gateway --addr "$gw" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_T"
     R[prod_gw@$b]="$(merge "$v1" "$v4")" R[prod_direct@$b]="$(merge "$v2" "$v3")"
+
+    loadgen v1 produce-gateway --addr "$gw" --dsn "$DSN_PUB" -c "$SYNC_C" -p 1 -s "$S" -t "$HALF_T"
+    loadgen v2 produce-direct --brokers "$BROKER_ADDR" --topic "$TOPIC_DIRECT" "${KAFKA_ARGS[@]}" -c "$SYNC_C" -p 1 -s "$S" -t "$HALF_T"
+    loadgen v3 produce-direct --brokers "$BROKER_ADDR" --topic "$TOPIC_DIRECT" "${KAFKA_ARGS[@]}" -c "$SYNC_C" -p 1 -s "$S" -t "$HALF_T"
+    loadgen v4 produce-gateway --addr "$gw" --dsn "$DSN_PUB" -c "$SYNC_C" -p 1 -s "$S" -t "$HALF_T"
+    R[sync_gw@$b]="$(merge "$v1" "$v4")" R[sync_direct@$b]="$(merge "$v2" "$v3")"
 
     loadgen v1 produce-gateway --addr "$gw1" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_SCALE_T"
     loadgen v2 produce-gateway --addr "$gw" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_SCALE_T"
@@ -437,11 +461,13 @@ ms() { awk -v u="$1" 'BEGIN { if (u ~ /^[0-9]+$/) printf "%.2f", u / 1000; else 
 lat() { echo "$(ms "$(field "$1" p50_us)") / $(ms "$(field "$1" p99_us)") / $(ms "$(field "$1" p999_us)")"; }
 row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4"; }
 row3() { row "$1" "$(field "$2" "$4")" "$(field "$3" "$4")" "$(ratio "$(field "$2" "$4")" "$(field "$3" "$4")")"; }
-# p99 difference in ms, gateway minus baseline.
-p99_delta() {
-    awk -v a="$(field "$1" p99_us)" -v b="$(field "$2" p99_us)" 'BEGIN {
+# p99 (p50) difference in ms, gateway minus baseline.
+pct_delta() {
+    awk -v a="$(field "$1" "$3")" -v b="$(field "$2" "$3")" 'BEGIN {
         if (a ~ /^[0-9]+$/ && b ~ /^[0-9]+$/) printf "%+.2f ms", (a - b) / 1000; else printf "n/a" }'
 }
+p99_delta() { pct_delta "$1" "$2" p99_us; }
+p50_delta() { pct_delta "$1" "$2" p50_us; }
 
 if [[ -n "$RB_GW" && -n "$RB_REDIS" ]]; then
     RATIO_PING="$(ratio "$RB_GW" "$RB_REDIS")"
@@ -462,6 +488,10 @@ fi
         row3 "$b produce MB/s (values)" "${R[prod_gw@$b]}" "${R[prod_direct@$b]}" mb_per_s
         row "$b produce latency p50 / p99 / p99.9 ms, saturated" "$(lat "${R[prod_gw@$b]}")" "$(lat "${R[prod_direct@$b]}")" \
             "$(p99_delta "${R[prod_gw@$b]}" "${R[prod_direct@$b]}") (p99)"
+        row3 "$b sync produce msgs/s, one SET in flight per connection (C=$SYNC_C P=1, 2×${HALF_T}s ABBA)" \
+            "${R[sync_gw@$b]}" "${R[sync_direct@$b]}" msgs_per_s
+        row "$b sync produce latency p50 / p99 / p99.9 ms" "$(lat "${R[sync_gw@$b]}")" "$(lat "${R[sync_direct@$b]}")" \
+            "$(p50_delta "${R[sync_gw@$b]}" "${R[sync_direct@$b]}") (p50)"
         row "$b produce latency p50 / p99 / p99.9 ms at $RATE msgs/s (${RATE_T}s)" "$(lat "${R[rate_gw@$b]}")" "$(lat "${R[rate_direct@$b]}")" \
             "$(p99_delta "${R[rate_gw@$b]}" "${R[rate_direct@$b]}") (p99)"
         row "$b produce errors (saturated + fixed rate)" \
@@ -492,6 +522,8 @@ fi
     echo
     for b in "${BROKERS[@]}"; do
         echo "ratio gateway/direct-produce@$b $(ratio "$(field "${R[prod_gw@$b]}" msgs_per_s)" "$(field "${R[prod_direct@$b]}" msgs_per_s)")"
+        echo "ratio gateway/direct-sync-produce@$b $(ratio "$(field "${R[sync_gw@$b]}" msgs_per_s)" "$(field "${R[sync_direct@$b]}" msgs_per_s)")"
+        echo "delta gateway-direct-sync-p50-ms@$b $(p50_delta "${R[sync_gw@$b]}" "${R[sync_direct@$b]}" | sed 's/ ms$//')"
         echo "ratio gateway/direct-p99-at-${RATE}@$b $(ratio "$(field "${R[rate_gw@$b]}" p99_us)" "$(field "${R[rate_direct@$b]}" p99_us)")"
         echo "ratio gateway/direct-consume@$b $(ratio "$(field "${R[cons_gw@$b]}" steady_msgs_per_s)" "$(field "${R[cons_direct@$b]}" steady_msgs_per_s)")"
         echo "ratio shards-$SHARDS/shards-1-produce@$b $(ratio "$(field "${R[scale_n@$b]}" msgs_per_s)" "$(field "${R[scale1@$b]}" msgs_per_s)")"

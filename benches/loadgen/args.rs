@@ -17,13 +17,16 @@ pub struct Args {
     pub messages: u64,
     pub timeout: f64,
     pub partitions: i32,
+    /// `--kafka key=value`: librdkafka properties for the direct producer,
+    /// on top of the gateway's defaults (bench.sh gives the gateway the same).
+    pub kafka: Vec<(String, String)>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: loadgen <produce-gateway|produce-direct|ping-gateway|consume-gateway|consume-direct|preload\
          |idle-conns|mock-broker> [--addr A] [--dsn DSN] [--brokers B] [--topic T] [-c C] [-p P] [-s S] \
-         [-t SECS] [--rate R] [-k K] [-m M] [--timeout SECS] [--partitions N]\n(see the module doc of benches/loadgen/main.rs)"
+         [-t SECS] [--rate R] [-k K] [-m M] [--timeout SECS] [--partitions N] [--kafka KEY=VALUE]...\n(see the module doc of benches/loadgen/main.rs)"
     );
     std::process::exit(2)
 }
@@ -44,6 +47,7 @@ pub fn parse_args() -> Args {
         messages: 100_000,
         timeout: 60.0,
         partitions: 6,
+        kafka: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -74,6 +78,14 @@ pub fn parse_args() -> Args {
             "-m" => args.messages = num("-m", value("-m")),
             "--timeout" => args.timeout = num("--timeout", value("--timeout")),
             "--partitions" => args.partitions = num("--partitions", value("--partitions")),
+            "--kafka" => {
+                let pair = value("--kafka");
+                let Some((key, val)) = pair.split_once('=') else {
+                    eprintln!("--kafka takes key=value, not {pair}");
+                    usage()
+                };
+                args.kafka.push((key.to_owned(), val.to_owned()));
+            }
             "-h" | "--help" => usage(),
             s if s.starts_with('-') => {
                 eprintln!("unknown option {s}");

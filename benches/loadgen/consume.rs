@@ -280,7 +280,7 @@ fn direct_consumer(consumer: &BaseConsumer, topic: &str, drain: &Drain, deadline
 /// preload: M records produced directly and acknowledged, for the consume
 /// modes to drain.
 pub async fn preload(args: &Args) -> Result<String> {
-    let producer = direct_producer(&args.brokers)?;
+    let producer = direct_producer(&args.brokers, &args.kafka)?;
     let value = vec![b'x'; args.size];
     let start = Instant::now();
     let hard = start + Duration::from_secs_f64(args.timeout.max(60.0));

@@ -35,6 +35,9 @@
 //!     Prints `bootstrap=<servers>` and serves until killed.
 //! ```
 //!
+//! `--kafka key=value` (repeatable) adds librdkafka properties to the direct
+//! producer, as `clusters.<name>.kafka` does to the gateway's.
+//!
 //! `--rate R` paces the produce modes to R messages/s in total (evenly spread
 //! over the connections), for latency at a fixed rate. Every wait is bounded:
 //! produce modes give in-flight requests 30 s after T, consume modes stop at

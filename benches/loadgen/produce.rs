@@ -209,16 +209,22 @@ async fn pipelined_conn(
 // ---------------------------------------------------------------- direct Kafka
 
 /// The gateway's producer settings (src/kafka/producer.rs) with its default
-/// `produce_timeout` of 10 s.
-pub fn direct_producer(brokers: &str) -> Result<FutureProducer> {
-    Ok(ClientConfig::new()
+/// `produce_timeout` of 10 s, then `extra` (`--kafka`), as the gateway
+/// applies `clusters.<name>.kafka`.
+pub fn direct_producer(brokers: &str, extra: &[(String, String)]) -> Result<FutureProducer> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("client.id", "loadgen")
         .set("partitioner", "fnv1a_random")
         .set("acks", "all")
         .set("enable.idempotence", "true")
-        .set("message.timeout.ms", "9000")
-        .create()?)
+        .set("linger.ms", "1")
+        .set("message.timeout.ms", "9000");
+    for (key, value) in extra {
+        config.set(key, value);
+    }
+    Ok(config.create()?)
 }
 
 /// Enqueues one record like the gateway does (key, value, `color` header).
@@ -247,7 +253,7 @@ pub fn queue_full(e: &KafkaError) -> bool {
 }
 
 pub async fn produce_direct(args: &Args) -> Result<String> {
-    let producer = direct_producer(&args.brokers)?;
+    let producer = direct_producer(&args.brokers, &args.kafka)?;
     let value: Arc<[u8]> = vec![b'x'; args.size].into();
     // Warm-up: the first record waits for metadata and the producer id.
     let warm = enqueue(&producer, &args.topic, "warm-up", &value)?;
