@@ -352,8 +352,7 @@ impl Member {
     pub fn commit(&self, partition: i32, offset: i64) -> Result<(), Undelivered> {
         if !self.commit_undelivered {
             let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let delivered = state.offsets.get(&partition).and_then(|p| p.last_delivered);
-            if delivered.is_none_or(|last| offset > last) {
+            if !state.was_delivered(partition, offset) {
                 return Err(Undelivered);
             }
         }
@@ -628,6 +627,7 @@ impl MemberTask {
             return None;
         }
         offsets.delivered(offset);
+        state.delivered(partition, offset);
         drop(state);
         Some(self.encode(message, metadata, encoding))
     }
@@ -722,9 +722,33 @@ struct GroupState {
     /// A completed rebalance left this member without partitions.
     starved: bool,
     offsets: HashMap<i32, PartitionOffsets>,
+    /// The highest offset ever delivered per partition, kept across
+    /// rebalances (one entry per partition of the topic): the commit check
+    /// reads it. A rebalance (a coordinator that failed over revokes and
+    /// assigns everything again) clears `offsets`, but the client still
+    /// commits what it was delivered before, and that commit is valid.
+    highest_delivered: HashMap<i32, i64>,
 }
 
 impl GroupState {
+    fn delivered(&mut self, partition: i32, offset: i64) {
+        let highest = self.highest_delivered.entry(partition).or_insert(offset);
+        *highest = (*highest).max(offset);
+    }
+
+    /// Whether this member ever delivered `offset` or a later one on
+    /// `partition`, before a rebalance or since.
+    fn was_delivered(&self, partition: i32, offset: i64) -> bool {
+        self.highest_delivered
+            .get(&partition)
+            .is_some_and(|highest| offset <= *highest)
+    }
+
+    fn revoke(&mut self, partition: i32) {
+        self.assigned.remove(&partition);
+        self.offsets.remove(&partition);
+    }
+
     fn offsets_to_commit(&mut self, topic: &str) -> Option<TopicPartitionList> {
         let mut list = TopicPartitionList::new();
         for (partition, offsets) in &mut self.offsets {
@@ -768,8 +792,7 @@ impl ConsumerContext for MemberContext {
             let revoked = self.partitions(list);
             let mut state = self.lock();
             for partition in revoked {
-                state.assigned.remove(&partition);
-                state.offsets.remove(&partition);
+                state.revoke(partition);
             }
         }
     }
@@ -855,7 +878,22 @@ impl PartitionOffsets {
 
 #[cfg(test)]
 mod tests {
-    use super::PartitionOffsets;
+    use super::{GroupState, PartitionOffsets};
+
+    #[test]
+    fn a_commit_of_what_was_delivered_before_a_rebalance_stays_valid() {
+        // chaos.sh's leader-kill: the coordinator failed over, the member's
+        // partitions were revoked and assigned again, and the subscriber's
+        // commit of a record delivered before was refused as undelivered.
+        let mut state = GroupState::default();
+        state.assigned.insert(4);
+        state.offsets.entry(4).or_default().delivered(3839);
+        state.delivered(4, 3839);
+        state.revoke(4);
+        assert!(state.was_delivered(4, 3839));
+        assert!(!state.was_delivered(4, 3840), "still nothing past it");
+        assert!(!state.was_delivered(5, 0), "nor on another partition");
+    }
 
     #[test]
     fn commits_store_offset_plus_one_forward_only() {
