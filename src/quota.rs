@@ -21,6 +21,13 @@ use std::time::{Duration, Instant};
 /// once per many records, not once per record.
 const BURST: Duration = Duration::from_millis(100);
 
+/// The most an app's account may run ahead of the clock, so the longest a
+/// connection pauses at once: a record larger than a few seconds of its
+/// cap (1 MB under 100 bytes/s) slows its app to one such record per this
+/// long instead of pausing it for hours, and a client that gave up is
+/// noticed within it.
+const MAX_AHEAD: Duration = Duration::from_secs(10);
+
 /// An app's caps; 0 is no cap.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct QuotaLimits {
@@ -59,19 +66,26 @@ impl Default for Quotas {
 }
 
 impl Quotas {
-    /// Counts a new connection of `app`, whose caps are `limits`, unless
-    /// the app is at its connection cap. The connection is counted until
-    /// the returned guard is dropped.
-    pub fn admit(&self, app: &str, limits: QuotaLimits) -> Result<Admission, ConnectionsFull> {
+    /// Counts a new connection of `app` unless the app is at its
+    /// connection cap. The connection is counted until the returned guard
+    /// is dropped. `current_limits` gives the app's caps from the current
+    /// snapshot; it is asked under the same lock as [`Quotas::apply`], so an
+    /// AUTH racing a refresh cannot put back the caps the refresh replaced.
+    pub fn admit(
+        &self,
+        app: &str,
+        current_limits: impl FnOnce() -> QuotaLimits,
+    ) -> Result<Admission, ConnectionsFull> {
         let quota = {
             let mut apps = self.lock();
-            let quota = apps
-                .entry(app.to_owned())
-                .or_insert_with(|| Arc::new(AppQuota::new(self.epoch)));
+            let quota = apps.entry(app.to_owned()).or_insert_with(|| {
+                let quota = AppQuota::new(self.epoch);
+                quota.set_limits(current_limits());
+                Arc::new(quota)
+            });
             Arc::clone(quota)
         };
-        quota.set_limits(limits);
-        let cap = limits.connections;
+        let cap = quota.connection_cap.load(Relaxed);
         quota
             .connections
             .fetch_update(Relaxed, Relaxed, |n| (cap == 0 || n < cap).then_some(n + 1))
@@ -147,16 +161,28 @@ impl AppQuota {
     }
 
     fn set_limits(&self, limits: QuotaLimits) {
-        self.records.per_sec.store(limits.records_per_sec, Relaxed);
-        self.bytes.per_sec.store(limits.bytes_per_sec, Relaxed);
+        self.records.set(limits.records_per_sec);
+        self.bytes.set(limits.bytes_per_sec);
         self.connection_cap.store(limits.connections, Relaxed);
+    }
+
+    /// Whether the app has a rate cap now.
+    pub fn rate_capped(&self) -> bool {
+        self.records.per_sec.load(Relaxed) != 0 || self.bytes.per_sec.load(Relaxed) != 0
+    }
+
+    /// A connection of the app paused `pause` longer than it already was:
+    /// added to the app's throttled time (overlapping pauses once).
+    pub fn paused_for(&self, pause: Duration) {
+        self.throttled_nanos
+            .fetch_add(pause.as_nanos() as u64, Relaxed);
     }
 
     /// Counts `records` of `bytes` produced now. Returns how long the
     /// producing connection is to pause its reading, if the app is over a
     /// cap. Without a rate cap, two atomic loads and nothing else.
     pub fn charge(&self, records: u64, bytes: u64) -> Option<Duration> {
-        if self.records.per_sec.load(Relaxed) == 0 && self.bytes.per_sec.load(Relaxed) == 0 {
+        if !self.rate_capped() {
             return None;
         }
         self.charge_at(records, bytes, Instant::now())
@@ -171,11 +197,7 @@ impl AppQuota {
             .charge(records, now)
             .max(self.bytes.charge(bytes, now));
         let pause = ahead.saturating_sub(BURST.as_nanos() as u64);
-        if pause == 0 {
-            return None;
-        }
-        self.throttled_nanos.fetch_add(pause, Relaxed);
-        Some(Duration::from_nanos(pause))
+        (pause > 0).then(|| Duration::from_nanos(pause))
     }
 
     pub fn figures(&self) -> QuotaFigures {
@@ -203,8 +225,16 @@ struct Rate {
 }
 
 impl Rate {
+    /// A new cap, or none: what was charged at the old rate is forgiven,
+    /// so that a raised or removed cap applies at once.
+    fn set(&self, per_sec: u64) {
+        if self.per_sec.swap(per_sec, Relaxed) != per_sec {
+            self.due.store(0, Relaxed);
+        }
+    }
+
     /// Charges `amount` at `now`; returns how far the rate's time is then
-    /// ahead of the clock (ns).
+    /// ahead of the clock (ns), at most MAX_AHEAD.
     fn charge(&self, amount: u64, now: u64) -> u64 {
         let per_sec = self.per_sec.load(Relaxed);
         if per_sec == 0 {
@@ -212,7 +242,8 @@ impl Rate {
         }
         let cost = (u128::from(amount) * 1_000_000_000 / u128::from(per_sec)) as u64;
         // Time not used is not saved up: a quiet app starts again at now.
-        let advance = |due: u64| due.max(now).saturating_add(cost);
+        let limit = now.saturating_add(MAX_AHEAD.as_nanos() as u64);
+        let advance = |due: u64| due.max(now).saturating_add(cost).min(limit);
         let before = match self
             .due
             .fetch_update(Relaxed, Relaxed, |due| Some(advance(due)))
@@ -256,7 +287,7 @@ mod tests {
     #[test]
     fn a_rate_cap_pauses_past_the_burst_for_exactly_the_excess() {
         let quotas = Quotas::default();
-        let admission = quotas.admit("a", capped(1000, 0)).unwrap();
+        let admission = quotas.admit("a", || capped(1000, 0)).unwrap();
         let quota = admission.quota();
         let t0 = quotas.epoch + Duration::from_secs(1);
         // 100 ms of records (the burst) go through without a pause.
@@ -275,13 +306,29 @@ mod tests {
         assert_eq!(quota.charge_at(1, 10, later), None);
         let figures = quota.figures();
         assert_eq!((figures.records, figures.bytes), (602, 6020));
-        assert_eq!(figures.throttled, Duration::from_millis(502));
+        // 20 s of records at once: the pause stops at 10 s.
+        assert_eq!(quota.charge_at(20_000, 0, later), Some(MAX_AHEAD - BURST));
+    }
+
+    #[test]
+    fn a_changed_cap_forgives_what_the_old_one_charged() {
+        let quotas = Quotas::default();
+        let admission = quotas.admit("a", || capped(10, 0)).unwrap();
+        let t0 = quotas.epoch;
+        assert_eq!(
+            admission.quota().charge_at(10, 0, t0),
+            Some(Duration::from_millis(900))
+        );
+        quotas.apply(|_| capped(1000, 0));
+        assert_eq!(admission.quota().charge_at(10, 0, t0), None);
+        quotas.apply(|_| QuotaLimits::default());
+        assert!(!admission.quota().rate_capped());
     }
 
     #[test]
     fn the_tighter_of_records_and_bytes_decides() {
         let quotas = Quotas::default();
-        let admission = quotas.admit("a", capped(1_000_000, 1000)).unwrap();
+        let admission = quotas.admit("a", || capped(1_000_000, 1000)).unwrap();
         let t0 = quotas.epoch;
         // 1,000 bytes a second: 300 bytes are 300 ms, 200 past the burst.
         assert_eq!(
@@ -293,7 +340,7 @@ mod tests {
     #[test]
     fn time_not_used_is_not_saved_up() {
         let quotas = Quotas::default();
-        let admission = quotas.admit("a", capped(10, 0)).unwrap();
+        let admission = quotas.admit("a", || capped(10, 0)).unwrap();
         let t0 = quotas.epoch + Duration::from_secs(3600);
         // An hour idle buys no more than the burst: one record is 100 ms.
         assert_eq!(admission.quota().charge_at(1, 1, t0), None);
@@ -306,7 +353,7 @@ mod tests {
     #[test]
     fn uncapped_apps_are_not_counted_or_paused() {
         let quotas = Quotas::default();
-        let admission = quotas.admit("a", QuotaLimits::default()).unwrap();
+        let admission = quotas.admit("a", QuotaLimits::default).unwrap();
         assert_eq!(admission.quota().charge(1_000_000, 1 << 30), None);
         assert_eq!(admission.quota().figures().records, 0);
         assert!(quotas.capped().is_empty());
@@ -319,16 +366,16 @@ mod tests {
             connections: 2,
             ..QuotaLimits::default()
         };
-        let first = quotas.admit("a", two).unwrap();
-        let second = quotas.admit("a", two).unwrap();
+        let first = quotas.admit("a", || two).unwrap();
+        let second = quotas.admit("a", || two).unwrap();
         assert_eq!(
-            quotas.admit("a", two).err(),
+            quotas.admit("a", || two).err(),
             Some(ConnectionsFull { cap: 2 })
         );
         // Another app is not affected.
-        let _other = quotas.admit("b", two).unwrap();
+        let _other = quotas.admit("b", || two).unwrap();
         drop(second);
-        let _third = quotas.admit("a", two).unwrap();
+        let _third = quotas.admit("a", || two).unwrap();
         assert_eq!(first.quota().figures().connections, 2);
         assert_eq!(quotas.capped().len(), 2);
     }
@@ -336,9 +383,9 @@ mod tests {
     #[test]
     fn a_refresh_changes_caps_and_forgets_unused_uncapped_apps() {
         let quotas = Quotas::default();
-        let a = quotas.admit("a", QuotaLimits::default()).unwrap();
-        drop(quotas.admit("idle", QuotaLimits::default()).unwrap());
-        drop(quotas.admit("capped", capped(5, 0)).unwrap());
+        let a = quotas.admit("a", QuotaLimits::default).unwrap();
+        drop(quotas.admit("idle", QuotaLimits::default).unwrap());
+        drop(quotas.admit("capped", || capped(5, 0)).unwrap());
         quotas.apply(|app| match app {
             "a" | "capped" => capped(7, 0),
             _ => QuotaLimits::default(),

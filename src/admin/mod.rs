@@ -157,8 +157,8 @@ async fn act(store: &mut Store, config: &Config, action: Action) -> Result<Outpu
             }
         }
         Action::AppsDisable { key } => {
-            let app = live_app(store, &key).await?;
-            store.disable(&app, now).await?;
+            live_app(store, &key).await?;
+            store.disable(&key, now).await?;
             Output::Done {
                 done: format!("app {key:?} disabled: its connections close at the next refresh"),
             }

@@ -31,10 +31,16 @@ type AppColumns = (
     i64,
     i64,
     i64,
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
 );
+
+/// A cap as stored: NULL, 0 or a negative number is no cap (as the
+/// gateway reads it).
+fn cap(stored: Option<i64>) -> u64 {
+    stored.unwrap_or(0).max(0) as u64
+}
 
 /// One line of `apps list`.
 #[derive(Serialize)]
@@ -113,11 +119,15 @@ impl Store {
             .context("cannot update table app")
     }
 
-    pub async fn disable(&mut self, app: &LiveApp, now: i64) -> Result<()> {
+    /// Soft-deletes every live row of the key: with one left, the gateway
+    /// would take it for the app, with its own secret.
+    pub async fn disable(&mut self, key: &str, now: i64) -> Result<()> {
         self.conn
             .exec_drop(
-                "UPDATE app SET deleted_at = ?, updated_at = ? WHERE id = ?",
-                (now, now, app.id),
+                format!(
+                    "UPDATE app SET deleted_at = ?, updated_at = ? WHERE app_key = ? AND {LIVE}"
+                ),
+                (now, now, key),
             )
             .await
             .context("cannot update table app")
@@ -157,9 +167,9 @@ impl Store {
                         disabled: disabled != 0,
                         grants,
                         quota: Quota {
-                            records_per_sec: records.unwrap_or(0),
-                            bytes_per_sec: bytes.unwrap_or(0),
-                            connections: connections.unwrap_or(0),
+                            records_per_sec: cap(records),
+                            bytes_per_sec: cap(bytes),
+                            connections: cap(connections),
                         },
                     }
                 },
@@ -257,7 +267,7 @@ impl Store {
     }
 
     pub async fn quota(&mut self, app: &LiveApp) -> Result<Quota> {
-        let row: Option<(Option<u64>, Option<u64>, Option<u64>)> = self
+        let row: Option<(Option<i64>, Option<i64>, Option<i64>)> = self
             .conn
             .exec_first(
                 "SELECT records_per_sec, bytes_per_sec, max_connections FROM app_quota \
@@ -268,9 +278,9 @@ impl Store {
             .context("cannot read table app_quota")?;
         let (records, bytes, connections) = row.unwrap_or_default();
         Ok(Quota {
-            records_per_sec: records.unwrap_or(0),
-            bytes_per_sec: bytes.unwrap_or(0),
-            connections: connections.unwrap_or(0),
+            records_per_sec: cap(records),
+            bytes_per_sec: cap(bytes),
+            connections: cap(connections),
         })
     }
 

@@ -107,8 +107,11 @@ impl AuthHub {
     pub fn publish(&self, snapshot: AuthSnapshot) {
         self.read_at_ms
             .store(unix_ms(snapshot.loaded_at), Ordering::Relaxed);
+        // Stored before the caps are applied: an AUTH admitted meanwhile
+        // reads its caps from this snapshot (Quotas::admit).
+        let snapshot = Arc::new(snapshot);
+        self.current.store(Arc::clone(&snapshot));
         self.quotas.apply(|app| snapshot.quota(app));
-        self.current.store(Arc::new(snapshot));
         self.changed.send_modify(|generation| *generation += 1);
         self.loads.fetch_add(1, Ordering::Relaxed);
         self.failing_for.store(0, Ordering::Relaxed);

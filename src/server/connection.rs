@@ -206,6 +206,12 @@ async fn read_loop<S: ClientStream, B: Backend>(
         let mut commands = 0usize;
         let mut paused_with_commands = false;
         loop {
+            // Paused (by this batch, or still, after an interrupt): nothing
+            // more is dispatched until the pause ends.
+            if session.is_paused() {
+                paused_with_commands = true;
+                break;
+            }
             match parser.parse(&mut buf) {
                 Ok(Some(command)) => {
                     commands += 1;
@@ -227,10 +233,6 @@ async fn read_loop<S: ClientStream, B: Backend>(
                         return end;
                     }
                     match step.then {
-                        Then::Continue if session.is_paused() => {
-                            paused_with_commands = true;
-                            break;
-                        }
                         Then::Continue => {}
                         Then::Close => return ReadEnd::Finish,
                         Then::RefuseRestAndClose => {

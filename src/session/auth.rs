@@ -97,11 +97,9 @@ impl<B: Backend> Session<B> {
             }
         };
         // Counted before a consumer is made for it: refusing is cheap.
-        let admission = match handles
-            .auth
-            .quotas()
-            .admit(&dsn.key, snapshot.quota(&dsn.key))
-        {
+        drop(snapshot);
+        let current_caps = || handles.auth.current().quota(&dsn.key);
+        let admission = match handles.auth.quotas().admit(&dsn.key, current_caps) {
             Ok(admission) => admission,
             Err(full) => {
                 tracing::info!(peer = %self.peer, key = %dsn.key, cap = full.cap,
@@ -110,7 +108,6 @@ impl<B: Backend> Session<B> {
                 return Step::auth_failed(Reply::error(errors::app_connections_full(full.cap)));
             }
         };
-        drop(snapshot);
         let unknown_cluster = |cluster: &str| {
             tracing::warn!(peer = %self.peer, key = %dsn.key, %cluster,
                 "auth failed: the app's cluster is not configured");

@@ -102,7 +102,8 @@ impl<P: Produce + 'static> Publisher<P> {
     /// it does now.
     pub fn paused_until(&self) -> Option<Instant> {
         let until = self.paused.get()?;
-        if until > Instant::now() {
+        // A cap removed meanwhile ends the pause.
+        if until > Instant::now() && self.quota.rate_capped() {
             return Some(until);
         }
         self.paused.set(None);
@@ -141,9 +142,13 @@ impl<P: Produce + 'static> Publisher<P> {
         // A record's size for the bytes cap: its key and value, what the
         // client sent to be stored.
         if let Some(pause) = self.quota.charge(1, (key.len() + value.len()) as u64) {
-            let until = Instant::now() + pause;
-            self.paused
-                .set(Some(self.paused.get().map_or(until, |u| u.max(until))));
+            let now = Instant::now();
+            let until = now + pause;
+            let before = self.paused.get().map_or(now, |u| u.max(now));
+            if until > before {
+                self.quota.paused_for(until - before);
+                self.paused.set(Some(until));
+            }
         }
         let target = Rc::clone(&self.target);
         let timeout = self.limits.produce_timeout;
