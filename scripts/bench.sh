@@ -22,7 +22,12 @@
 #   ping    : pipelined PING to the gateway vs to redis-server (loadgen and
 #             redis-benchmark -t ping -P P -c C)
 #   idle    : RSS per idle authenticated connection (N held), gateway and
-#             redis-server
+#             redis-server; and what an idle subscriber costs (SUBS held,
+#             each in a group of its own): RSS, threads, descriptors and
+#             broker connections each, the gateway's and the broker's CPU
+#   stall   : subscribers' MGET and /healthz latency while 100,000 apps and
+#             200,000 grants refresh every 2 s (rows unchanged, then one
+#             changing each second) vs the same gateway not refreshing
 #   parser  : benches/parser.rs (criterion), databus vs redis-protocol
 #
 # The broker is Apache Kafka (one node, scripts/lib/kafka.sh), the librdkafka
@@ -73,9 +78,9 @@ kafka | mock) BROKERS=("$BROKERS_WANTED") ;;
 esac
 
 case "$MODE" in
-full) C=50 P=64 S=100 T=20 SCALE_T=10 PING_T=10 RATE_T=10 K=4 M=500000 PING_N=5000000 IDLE=10000 CONSUME_TIMEOUT=180 ;;
-quick) C=8 P=64 S=100 T=4 SCALE_T=2 PING_T=2 RATE_T=3 K=2 M=50000 PING_N=500000 IDLE=2000 CONSUME_TIMEOUT=60 ;;
-smoke) C=4 P=16 S=100 T=1 SCALE_T=1 PING_T=1 RATE_T=1 K=1 M=2000 PING_N=20000 IDLE=100 CONSUME_TIMEOUT=60 ;;
+full) C=50 P=64 S=100 T=20 SCALE_T=10 PING_T=10 RATE_T=10 K=4 M=500000 PING_N=5000000 IDLE=10000 SUBS=1000 CONSUME_TIMEOUT=180 ;;
+quick) C=8 P=64 S=100 T=4 SCALE_T=2 PING_T=2 RATE_T=3 K=2 M=50000 PING_N=500000 IDLE=2000 SUBS=200 CONSUME_TIMEOUT=60 ;;
+smoke) C=4 P=16 S=100 T=1 SCALE_T=1 PING_T=1 RATE_T=1 K=1 M=2000 PING_N=20000 IDLE=100 SUBS=10 CONSUME_TIMEOUT=60 ;;
 esac
 RATE=1000
 KAFKA_ARGS=() KAFKA_TOML=""
@@ -90,6 +95,20 @@ PARTITIONS=6
 SHARDS="$(nproc)"
 # Idle connections are held this long; the RSS is read while they are.
 IDLE_HOLD=3
+# Idle subscribers: figures are read SUB_SETTLE s after the last AUTH (their
+# groups joined), CPU over the SUB_CPU_S s after that. Each subscriber is a
+# librdkafka consumer with about 9 descriptors: the full run's 1,000 stays
+# under this machine's RLIMIT_NOFILE hard limit (20,000); 2,000 would not.
+SUB_SETTLE=8 SUB_CPU_S=5
+# Stall: apps and grants in MySQL, seconds per phase, MGETs a second.
+STALL_APPS=100000 STALL_GRANTS=200000 STALL_T=20 STALL_RATE=40
+case "$MODE" in
+quick) STALL_T=8 ;;
+smoke) STALL_APPS=1000 STALL_GRANTS=2000 STALL_T=1 ;;
+esac
+if [[ "$MODE" == smoke ]]; then
+    SUB_SETTLE=2 SUB_CPU_S=1
+fi
 
 "$REPO_ROOT/scripts/setup.sh"
 ensure_apt_packages redis-server redis-tools
@@ -152,20 +171,23 @@ loadgen() {
     printf -v "$var" '%s' "$out"
 }
 
-# start_gateway NAME BROKERS SHARDS [PRODUCERS]: a databus on a free port;
-# sets GW_ADDR, GW_PORT and GW_PID.
+# start_gateway NAME BROKERS SHARDS [PRODUCERS [MAX_CONNECTIONS MAX_SUBSCRIBERS]]:
+# a databus on a free port; sets GW_ADDR, GW_PORT and GW_PID.
 start_gateway() {
     local name="$1" brokers="$2" shards="$3" producers="${4:-shared}" i
+    local max_conns="${5:-$((IDLE + 1000))}" max_subs="${6:-100}"
     GW_PORT="$(free_port)"
     cat >"$WORK/$name.toml" <<TOML
 [server]
 addr = "127.0.0.1:$GW_PORT"
 shards = $shards
 producers = "$producers"
-max_connections = $((IDLE + 1000))
+max_connections = $max_conns
+max_subscribers = $max_subs
 
 [auth]
 mysql_url = "mysql://root@127.0.0.1:$mysql_port/databus_db"
+refresh_interval = "${GW_REFRESH:-60s}"
 
 [clusters.cluster1]
 brokers = "$brokers"
@@ -176,9 +198,10 @@ $KAFKA_TOML
 
 [consumer]
 session_timeout = "6s"   # as loadgen's consume-direct
+${GW_CONSUMER:-}
 
 [metrics]
-addr = ""
+addr = "${GW_METRICS:-}"
 TOML
     log "starting databus $name ($shards shards) on 127.0.0.1:$GW_PORT (log: $WORK/$name.log)"
     RUST_LOG="info,librdkafka=warn,rdkafka=warn" NO_COLOR=1 \
@@ -207,14 +230,15 @@ start_broker() {
     case "$1" in
     kafka)
         start_kafka_cluster "$WORK/kafka" 1
-        for t in "$TOPIC_GW" "$TOPIC_DIRECT" "$TOPIC_CONSUME"; do
+        for t in "$TOPIC_GW" "$TOPIC_DIRECT" "$TOPIC_CONSUME" "$TOPIC_STALL"; do
             create_topic "$KAFKA_BOOTSTRAP" "$t" "$PARTITIONS" 1
         done
         BROKER_ADDR="$KAFKA_BOOTSTRAP"
+        BROKER_PROC="$KAFKA_PID"
         ;;
     mock)
         log "starting the mock cluster (loadgen mock-broker)"
-        "$LOADGEN" mock-broker --topic "$TOPIC_GW,$TOPIC_DIRECT,$TOPIC_CONSUME" --partitions "$PARTITIONS" \
+        "$LOADGEN" mock-broker --topic "$TOPIC_GW,$TOPIC_DIRECT,$TOPIC_CONSUME,$TOPIC_STALL" --partitions "$PARTITIONS" \
             </dev/null >"$WORK/mock.out" 2>"$WORK/mock.log" &
         BROKER_PID=$!
         register_pid "$BROKER_PID" loadgen
@@ -225,6 +249,7 @@ start_broker() {
             sleep 0.1
         done
         [[ -n "$BROKER_ADDR" ]] || die "mock-broker printed no bootstrap address"
+        BROKER_PROC="$BROKER_PID"
         ;;
     esac
 }
@@ -244,6 +269,105 @@ redis_bench() {
 }
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# proc_figures PID: "RSS_KiB THREADS FDS" of a process.
+proc_figures() {
+    echo "$(rss_kib "$1") $(awk '/^Threads:/ { print $2 }' "/proc/$1/status") $(find "/proc/$1/fd" -mindepth 1 -maxdepth 1 | wc -l)"
+}
+
+# stall_runs: the "no stall" comparison (issue #13) on the current broker.
+# Fills MySQL with STALL_APPS apps and STALL_GRANTS grants, preloads a topic,
+# then measures 2 subscribers' paced MGETs (10-record batches, so that the
+# topic lasts) and /healthz on three gateways in turn: refreshing hourly
+# (idle), every 2 s with rows unchanged, every 2 s with a secret changing
+# every second (a new snapshot each refresh).
+stall_runs() {
+    local v changer dsn="app_key1:app_secret1@stall_group/topic=$TOPIC_STALL&role=sub" metrics
+    # Seen by start_gateway (dynamic scope), gone after this function.
+    local GW_REFRESH
+    log "MySQL: $STALL_APPS apps and $STALL_GRANTS grants"
+    mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$mysql_port" -uroot databus_db -e "
+        INSERT INTO app (app_key, app_secret, cluster)
+            SELECT CONCAT('stall', seq), CONCAT('sha256:', SHA2(CONCAT('s', seq), 256)), 'cluster1'
+            FROM seq_1_to_$STALL_APPS;
+        INSERT INTO auth (app_id, group_name, operation, topic)
+            SELECT 2 + seq % $STALL_APPS, CONCAT('sg', seq), 3, CONCAT('st', seq % 1000)
+            FROM seq_1_to_$STALL_GRANTS;" || die "could not fill the stall tables"
+    loadgen v preload --brokers "$BROKER_ADDR" --topic "$TOPIC_STALL" "${KAFKA_ARGS[@]}" \
+        -m $((STALL_RATE * 10 * STALL_T * 4 + 10000)) -s "$S"
+    for phase in idle unchanged changing; do
+        metrics="127.0.0.1:$(free_port)"
+        case "$phase" in idle) GW_REFRESH=3600s ;; *) GW_REFRESH=2s ;; esac
+        GW_CONSUMER="batch = 10" GW_METRICS="$metrics" start_gateway "stall-$phase" "$BROKER_ADDR" "$SHARDS"
+        changer=""
+        if [[ "$phase" == changing ]]; then
+            while :; do
+                mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$mysql_port" -uroot databus_db \
+                    -e "UPDATE app SET app_secret = CONCAT('sha256:', SHA2(RAND(), 256)) WHERE id = 2" || true
+                sleep 1
+            done &
+            changer=$!
+        fi
+        loadgen v mget-latency --addr "$GW_ADDR" --dsn "$dsn" --http "$metrics" -k 2 -t "$STALL_T" --rate "$STALL_RATE"
+        R[stall_$phase]="$v"
+        [[ -z "$changer" ]] || { kill "$changer" 2>/dev/null; wait "$changer" 2>/dev/null || true; }
+        stop_pid "$GW_PID" databus 30
+    done
+    # The gateways of later runs load the seed's rows only.
+    mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$mysql_port" -uroot databus_db -e "
+        DELETE FROM auth WHERE group_name LIKE 'sg%'; DELETE FROM app WHERE app_key LIKE 'stall%';" \
+        || die "could not empty the stall tables"
+}
+
+# broker_conns PID: the process's TCP connections to the broker's ports.
+broker_conns() {
+    local pid="$1" n=0 hp c
+    for hp in ${BROKER_ADDR//,/ }; do
+        c="$(ss -Htnp state established "( dport = :${hp##*:} )" 2>/dev/null | grep -c "pid=$pid," || true)"
+        n=$((n + ${c:-0}))
+    done
+    echo "$n"
+}
+
+# idle_subscribers VAR: SUBS idle subscribers, each in a group of its own
+# (a color each), on a gateway of their own. Sets VAR to "RSS_BYTES THREADS
+# FDS BROKER_CONNS" per subscriber, then the gateway's and the broker's CPU
+# (% of a core) while they are held; "" on failure.
+idle_subscribers() {
+    local var="$1" gw_pid f0 f1 lpid i c0 c1 k0 k1 hz
+    hz="$(getconf CLK_TCK)"
+    start_gateway "subscribers" "$BROKER_ADDR" "$SHARDS" shared $((SUBS + 100)) $((SUBS + 10))
+    gw_pid="$GW_PID"
+    f0="$(proc_figures "$gw_pid")"
+    log "loadgen idle-conns --addr $GW_ADDR -c $SUBS subscribers, a group each (before: $f0)"
+    "$LOADGEN" idle-conns --addr "$GW_ADDR" --dsn "$DSN_IDLE_SUB" -c "$SUBS" -t $((SUB_SETTLE + SUB_CPU_S + 2)) \
+        </dev/null >"$WORK/subs.out" 2>>"$WORK/loadgen.log" &
+    lpid=$!
+    for ((i = 0; i < 1200; i++)); do
+        grep -q '^ready ' "$WORK/subs.out" && break
+        kill -0 "$lpid" 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep "$SUB_SETTLE"
+    f1="$(proc_figures "$gw_pid") $(broker_conns "$gw_pid")"
+    c0="$(cpu_ticks "$gw_pid")" k0="$(cpu_ticks "$BROKER_PROC")"
+    sleep "$SUB_CPU_S"
+    c1="$(cpu_ticks "$gw_pid")" k1="$(cpu_ticks "$BROKER_PROC")"
+    if wait "$lpid" && grep -q '^result ' "$WORK/subs.out"; then
+        log "idle subscribers held: $f1 (RSS KiB, threads, fds, broker connections)"
+        printf -v "$var" '%s' "$(awk -v a="$f0" -v b="$f1" -v n="$SUBS" -v c="$((c1 - c0))" -v k="$((k1 - k0))" \
+            -v hz="$hz" -v s="$SUB_CPU_S" 'BEGIN {
+            split(a, x, " "); split(b, y, " ")
+            printf "%.0f %.2f %.2f %.2f %.1f %.1f", (y[1] - x[1]) * 1024 / n, (y[2] - x[2]) / n,
+                (y[3] - x[3]) / n, y[4] / n, c * 100 / hz / s, k * 100 / hz / s }')"
+    else
+        log "idle subscribers failed: $(tail -n 3 "$WORK/loadgen.log" | tr '\n' ' ')"
+        FAILED=1
+        printf -v "$var" '%s' ""
+    fi
+    stop_pid "$gw_pid" databus 30
+}
 
 # idle_rss VAR PID ADDR [DSN]: bytes of the server's RSS per idle connection
 # (authenticated with DSN), from its RSS before and while loadgen holds IDLE
@@ -281,14 +405,19 @@ load_schema "$mysql_port"
 TOPIC_GW=bench_produce_gateway
 TOPIC_DIRECT=bench_produce_direct
 TOPIC_CONSUME=bench_consume
+TOPIC_STALL=bench_stall
 # Grants are loaded at the gateway's start: insert them before.
 mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$mysql_port" -uroot databus_db -e "
     INSERT INTO auth (app_id, group_name, operation, topic) VALUES
         (1, 'group_name1', 3, '$TOPIC_GW'),
-        (1, 'group_name1', 3, '$TOPIC_CONSUME');" \
+        (1, 'group_name1', 3, '$TOPIC_CONSUME'),
+        (1, 'idle_subs', 1, '$TOPIC_CONSUME'),
+        (1, 'stall_group', 1, '$TOPIC_STALL');" \
     || die "could not grant the bench topics"
 DSN_PUB="app_key1:app_secret1@group_name1/topic=$TOPIC_GW&role=pub"
 DSN_SUB="app_key1:app_secret1@group_name1/topic=$TOPIC_CONSUME&role=sub"
+# A color per connection ({n}: loadgen's connection number), so a group each.
+DSN_IDLE_SUB="app_key1:app_secret1@idle_subs/topic=$TOPIC_CONSUME&role=sub&color=c{n}"
 
 redis_port="$(free_port)"
 log "starting redis-server on 127.0.0.1:$redis_port"
@@ -388,6 +517,12 @@ kafka_runs() {
     loadgen v3 produce-gateway --addr "$gw" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_SCALE_T"
     loadgen v4 produce-gateway --addr "$gwp" --dsn "$DSN_PUB" -c "$C" -p "$P" -s "$S" -t "$HALF_SCALE_T"
     R[per_shard@$b]="$(merge "$v1" "$v4")" R[shared@$b]="$(merge "$v2" "$v3")"
+
+    idle_subscribers v1
+    R[subs@$b]="$v1"
+    # The stall comparison is about the gateway's threads, not the broker:
+    # once, on the first broker.
+    [[ "$b" != "${BROKERS[0]}" ]] || stall_runs
 
     stop_all_of_broker
 }
@@ -505,6 +640,20 @@ fi
             "${R[scale_n@$b]}" "${R[scale1@$b]}" msgs_per_s
         row3 "$b producers: produce msgs/s, one per shard (gateway) vs shared (baseline), 2×${HALF_SCALE_T}s ABBA" \
             "${R[per_shard@$b]}" "${R[shared@$b]}" msgs_per_s
+        read -r sub_rss sub_threads sub_fds sub_conns sub_cpu broker_cpu <<<"${R[subs@$b]:-n/a n/a n/a n/a n/a n/a}"
+        row "$b idle subscriber ($SUBS held, a group each): RSS bytes / threads / fds / broker connections each (baseline: idle publisher RSS bytes)" \
+            "$sub_rss / $sub_threads / $sub_fds / $sub_conns" "${IDLE_GW:-n/a}" "$(ratio "$sub_rss" "${IDLE_GW:-x}")"
+        row "$b idle subscribers: CPU % of a core, gateway / broker ($SUBS held, ${SUB_CPU_S}s)" "$sub_cpu / $broker_cpu" "" ""
+    done
+    for phase in unchanged changing; do
+        row "stall: MGET p50 / p99 ms, auth refresh every 2 s, rows $phase (baseline: not refreshing; ${STALL_APPS} apps, ${STALL_GRANTS} grants)" \
+            "$(ms "$(field "${R[stall_$phase]:-}" p50_us)") / $(ms "$(field "${R[stall_$phase]:-}" p99_us)")" \
+            "$(ms "$(field "${R[stall_idle]:-}" p50_us)") / $(ms "$(field "${R[stall_idle]:-}" p99_us)")" \
+            "$(ratio "$(field "${R[stall_$phase]:-}" p99_us)" "$(field "${R[stall_idle]:-}" p99_us)") (p99)"
+        row "stall: /healthz p50 / p99 ms, rows $phase (baseline: not refreshing)" \
+            "$(ms "$(field "${R[stall_$phase]:-}" healthz_p50_us)") / $(ms "$(field "${R[stall_$phase]:-}" healthz_p99_us)")" \
+            "$(ms "$(field "${R[stall_idle]:-}" healthz_p50_us)") / $(ms "$(field "${R[stall_idle]:-}" healthz_p99_us)")" \
+            "$(ratio "$(field "${R[stall_$phase]:-}" healthz_p99_us)" "$(field "${R[stall_idle]:-}" healthz_p99_us)") (p99)"
     done
     row3 "ping msgs/s, loadgen (C=$C P=$P ${PING_T}s; gateway after AUTH; baseline redis-server)" "$PING_GW" "$PING_REDIS" msgs_per_s
     row "ping msgs/s, redis-benchmark -t ping -P $P -c $C -n $PING_N (PING_MBULK; gateway with -a DSN)" "${RB_GW:-n/a}" "${RB_REDIS:-n/a}" "$(ratio "${RB_GW:-x}" "${RB_REDIS:-x}")"
@@ -527,7 +676,12 @@ fi
         echo "ratio gateway/direct-p99-at-${RATE}@$b $(ratio "$(field "${R[rate_gw@$b]}" p99_us)" "$(field "${R[rate_direct@$b]}" p99_us)")"
         echo "ratio gateway/direct-consume@$b $(ratio "$(field "${R[cons_gw@$b]}" steady_msgs_per_s)" "$(field "${R[cons_direct@$b]}" steady_msgs_per_s)")"
         echo "ratio shards-$SHARDS/shards-1-produce@$b $(ratio "$(field "${R[scale_n@$b]}" msgs_per_s)" "$(field "${R[scale1@$b]}" msgs_per_s)")"
+        echo "cost idle-subscriber@$b ${R[subs@$b]:-n/a} (RSS bytes, threads, fds, broker connections each; gateway and broker CPU %)"
         echo "ratio per-shard/shared-producers@$b $(ratio "$(field "${R[per_shard@$b]}" msgs_per_s)" "$(field "${R[shared@$b]}" msgs_per_s)")"
+    done
+    for phase in unchanged changing; do
+        echo "ratio stall-$phase/idle-mget-p99 $(ratio "$(field "${R[stall_$phase]:-}" p99_us)" "$(field "${R[stall_idle]:-}" p99_us)")"
+        echo "ratio stall-$phase/idle-healthz-p99 $(ratio "$(field "${R[stall_$phase]:-}" healthz_p99_us)" "$(field "${R[stall_idle]:-}" healthz_p99_us)")"
     done
     echo "ratio gateway/redis-server-ping $RATIO_PING"
     echo "ratio parser/redis-protocol $RATIO_PARSER"

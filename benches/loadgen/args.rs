@@ -20,12 +20,14 @@ pub struct Args {
     /// `--kafka key=value`: librdkafka properties for the direct producer,
     /// on top of the gateway's defaults (bench.sh gives the gateway the same).
     pub kafka: Vec<(String, String)>,
+    /// `--http host:port`: the gateway's metrics endpoint (mget-latency).
+    pub http: String,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: loadgen <produce-gateway|produce-direct|ping-gateway|consume-gateway|consume-direct|preload\
-         |idle-conns|mock-broker> [--addr A] [--dsn DSN] [--brokers B] [--topic T] [-c C] [-p P] [-s S] \
+         |idle-conns|mock-broker|mget-latency> [--addr A] [--http H] [--dsn DSN] [--brokers B] [--topic T] [-c C] [-p P] [-s S] \
          [-t SECS] [--rate R] [-k K] [-m M] [--timeout SECS] [--partitions N] [--kafka KEY=VALUE]...\n(see the module doc of benches/loadgen/main.rs)"
     );
     std::process::exit(2)
@@ -48,6 +50,7 @@ pub fn parse_args() -> Args {
         timeout: 60.0,
         partitions: 6,
         kafka: Vec::new(),
+        http: String::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -78,6 +81,7 @@ pub fn parse_args() -> Args {
             "-m" => args.messages = num("-m", value("-m")),
             "--timeout" => args.timeout = num("--timeout", value("--timeout")),
             "--partitions" => args.partitions = num("--partitions", value("--partitions")),
+            "--http" => args.http = value("--http"),
             "--kafka" => {
                 let pair = value("--kafka");
                 let Some((key, val)) = pair.split_once('=') else {
@@ -108,6 +112,11 @@ pub fn parse_args() -> Args {
         "produce-gateway" | "consume-gateway" => {
             need(&args.addr, "--addr");
             need(&args.dsn, "--dsn");
+        }
+        "mget-latency" => {
+            need(&args.addr, "--addr");
+            need(&args.dsn, "--dsn");
+            need(&args.http, "--http");
         }
         "ping-gateway" | "idle-conns" => need(&args.addr, "--addr"),
         "mock-broker" => need(&args.topic, "--topic"),

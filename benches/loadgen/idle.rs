@@ -1,5 +1,7 @@
-//! idle-conns: the per-connection memory measurement, C connections held
-//! open and idle while the caller reads the server's RSS.
+//! idle-conns: the per-connection cost measurement, C connections held
+//! open and idle while the caller reads the server's RSS, threads,
+//! descriptors and CPU. A `{n}` in the DSN becomes the connection's number,
+//! so that subscribers can each have a color, and so a group, of their own.
 
 use std::time::{Duration, Instant};
 
@@ -18,8 +20,9 @@ pub async fn idle_conns(args: &Args) -> Result<String> {
     for chunk in (0..args.conns).collect::<Vec<_>>().chunks(200) {
         let opening: Vec<_> = chunk
             .iter()
-            .map(|_| {
-                let (addr, dsn) = (args.addr.clone(), dsn.map(str::to_owned));
+            .map(|n| {
+                let addr = args.addr.clone();
+                let dsn = dsn.map(|d| d.replace("{n}", &n.to_string()));
                 tokio::spawn(async move { connect(&addr, dsn.as_deref()).await })
             })
             .collect();

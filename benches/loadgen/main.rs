@@ -27,9 +27,14 @@
 //! preload         --brokers B --topic T [-m 100000] [-s 100]
 //!     produces M records directly, for the consume modes.
 //! idle-conns      --addr A [--dsn DSN] [-c 10000] [-t 20]
-//!     opens C connections (authenticated when given a DSN), prints
+//!     opens C connections (authenticated when given a DSN, `{n}` in it
+//!     replaced by the connection's number), prints
 //!     `ready conns=C` once all are open, holds them idle for T seconds; the
 //!     caller reads the server's RSS meanwhile.
+//! mget-latency    --addr A --dsn DSN(role=sub) --http H [-k 4] [-t 20] [--rate R]
+//!     K subscribers send paced `MGET pb` (R a second in all) on a
+//!     preloaded topic while one prober GETs H's `/healthz` every 20 ms; the
+//!     latencies of both (the "no stall" comparison).
 //! mock-broker     --topic T1,T2,... [--partitions 6]
 //!     the `--broker mock` side: a librdkafka MockCluster with those topics.
 //!     Prints `bootstrap=<servers>` and serves until killed.
@@ -45,7 +50,7 @@
 //!
 //! Where the modes live: `produce` (produce-gateway, ping-gateway,
 //! produce-direct), `consume` (consume-gateway, consume-direct, preload),
-//! `idle` (idle-conns), `mock` (mock-broker). They share `args` (the command
+//! `idle` (idle-conns), `stall` (mget-latency), `mock` (mock-broker). They share `args` (the command
 //! line), `resp` (a minimal RESP client for the gateway), `pace` (`--rate`)
 //! and `report` (the result line of the produce modes).
 
@@ -57,6 +62,7 @@ mod pace;
 mod produce;
 mod report;
 mod resp;
+mod stall;
 
 use std::time::Duration;
 
@@ -93,6 +99,7 @@ fn main() {
             "preload" => consume::preload(&args).await,
             "idle-conns" => idle::idle_conns(&args).await,
             "mock-broker" => mock::mock_broker(&args).await,
+            "mget-latency" => stall::mget_latency(&args).await,
             _ => unreachable!("checked by parse_args"),
         }
     });
