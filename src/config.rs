@@ -234,6 +234,9 @@ pub struct ConsumerConfig {
     /// delivered, as the original service did. Off: such a commit would make
     /// the group skip records nobody read, and is refused.
     pub commit_undelivered: bool,
+    /// Worker threads of the consumer runtime, where members are made,
+    /// fetch and leave.
+    pub threads: usize,
 }
 
 impl Default for ConsumerConfig {
@@ -245,6 +248,7 @@ impl Default for ConsumerConfig {
             poll_timeout: Duration::from_secs(30),
             session_timeout: Duration::from_secs(10),
             commit_undelivered: false,
+            threads: 2,
         }
     }
 }
@@ -368,6 +372,7 @@ impl Config {
             }
         }
         at_least_one("consumer.batch", self.consumer.batch)?;
+        at_least_one("consumer.threads", self.consumer.threads)?;
         if s.delivery_timeout < s.produce_timeout {
             bail!(
                 "invalid value for server.delivery_timeout: it must be at least server.produce_timeout ({:?})",

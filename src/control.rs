@@ -1,6 +1,7 @@
-//! The threads off the shards: the control thread, a tokio current-thread
-//! runtime where consumer-group members and the metrics endpoint run and
-//! SIGTERM/SIGINT become the shutdown signal; and the auth thread, with a
+//! Two threads off the shards: the control thread, a tokio current-thread
+//! runtime where the metrics endpoint runs and SIGTERM/SIGINT become the
+//! shutdown signal (consumer-group members have a runtime of their own,
+//! `kafka::consumer::runtime`); and the auth thread, with a
 //! runtime of its own for mysql_async, which loads the auth tables at start
 //! and refreshes them every `refresh_interval`. Reading and indexing a large
 //! `app`/`auth` table takes seconds of CPU: on a thread of its own it never
@@ -29,7 +30,7 @@ pub struct Control {
     auth_thread: JoinHandle<()>,
     stop: watch::Sender<bool>,
     pub auth: Arc<AuthHub>,
-    /// The control thread's runtime, where consumer-group members run.
+    /// The control thread's runtime, where the metrics endpoint runs.
     pub runtime: tokio::runtime::Handle,
     /// Turns true when a signal asks the process to stop.
     pub shutdown: watch::Receiver<bool>,
@@ -96,7 +97,7 @@ where
     Ok((thread, ready))
 }
 
-/// The control thread: signals, and the runtime members and `/metrics` use.
+/// The control thread: signals, and the runtime `/metrics` uses.
 async fn control_loop(
     ready: mpsc::Sender<Result<tokio::runtime::Handle>>,
     mut stop: watch::Receiver<bool>,

@@ -26,18 +26,20 @@
 //!                     (HELLO, CLIENT, PING...), publisher.rs, subscriber.rs, reply.rs,
 //!                     budget.rs (request bytes held)
 //! kafka/              producer.rs (produce path), slot.rs (a producer replaced after a
-//!                     fatal error), consumer.rs (group members), client_config.rs
+//!                     fatal error), consumer/ (group members: mod.rs the service and its
+//!                     runtime, member.rs, group.rs, offsets.rs), client_config.rs
 //!                     (shared librdkafka settings), context.rs (librdkafka logs)
 //! wiring.rs           Kafka behind the session's traits, one backend per shard
 //! metrics/            per-shard counters; sources.rs (what is read), exposition.rs
 //!                     (Prometheus), info.rs (INFO), http.rs (/metrics, /healthz,
 //!                     /readyz on the control thread)
-//! control.rs          the control thread (members, signals) and the auth thread (MySQL)
+//! control.rs          the control thread (signals, /metrics) and the auth thread (MySQL)
 //! ```
 //!
 //! Threads: one glommio executor per core (shards) accepts on the same port with
 //! SO_REUSEPORT and owns its connections; librdkafka's threads deliver produces;
-//! one control thread runs tokio for consumer members, /metrics and signals;
+//! the consumer runtime's tokio workers (`consumer.threads`) make and run the
+//! consumer-group members; one control thread runs tokio for /metrics and signals;
 //! one auth thread runs tokio for mysql_async's loads and refreshes.
 
 pub mod admin;

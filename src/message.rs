@@ -30,6 +30,8 @@ pub enum Fetched {
     TooManyConsumers,
     /// The member is gone (the gateway is stopping).
     Gone,
+    /// Kafka's client could not make the member's consumer: why.
+    Failed(String),
 }
 
 /// `message Header { map<string, string> metadata = 1; }` (package infra.databus).
@@ -98,7 +100,16 @@ pub struct Consumed<'a> {
     pub timestamp_ms: Option<i64>,
     /// The raw `metadata` header, a protobuf `Header`.
     pub metadata: Option<&'a [u8]>,
+    /// The `color` header: who the record is for (not encoded).
+    pub color: Option<&'a [u8]>,
 }
+
+/// A subscriber's rules for the records its member reads (protocol.md §5):
+/// the record encoded as the client asked, or None when it is not the
+/// client's (another color) and is skipped. Made by the session for each
+/// MGET and applied by the member as it reads, so that the member knows
+/// Kafka and nothing of colors or encodings.
+pub type Pick = Box<dyn Fn(&Consumed<'_>) -> Option<(Bytes, EncodeNotes)> + Send + Sync>;
 
 /// What encoding noticed, for metrics and logs.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -258,6 +269,7 @@ mod tests {
             offset: 5,
             timestamp_ms: Some(1_546_300_800_999),
             metadata,
+            color: None,
         }
     }
 
@@ -308,6 +320,7 @@ mod tests {
                 offset: 0,
                 timestamp_ms: Some(-1_500),
                 metadata: None,
+                color: None,
             },
             Consumed {
                 key: None,
@@ -317,6 +330,7 @@ mod tests {
                 offset: i64::MAX,
                 timestamp_ms: None,
                 metadata: Some(b"not a header"),
+                color: Some(b"eu"),
             },
         ];
         for record in records {

@@ -1,7 +1,7 @@
 //! Process start-up checks and the run-until-signalled sequence.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -9,7 +9,7 @@ use crate::auth::limiter::{FailedAuthLimiter, Prefixes};
 use crate::clients::Clients;
 use crate::config::Config;
 use crate::control::Control;
-use crate::kafka::consumer::ConsumerService;
+use crate::kafka::consumer::{self, ConsumerService};
 use crate::kafka::producer::Producers;
 use crate::metrics::{self, Metrics, Sources};
 use crate::server::{self, Server};
@@ -26,7 +26,11 @@ pub fn run(config: Config) -> Result<()> {
     let config = Arc::new(config);
     let producers = Arc::new(Producers::create(&config)?);
     let control = Control::start(config.auth.clone())?;
-    let consumers = Arc::new(ConsumerService::new(&config, control.runtime.clone()));
+    let consumer_runtime = consumer::runtime(config.consumer.threads)?;
+    let consumers = Arc::new(ConsumerService::new(
+        &config,
+        consumer_runtime.handle().clone(),
+    ));
     let server_config = &config.server;
     let sources = Arc::new(Sources {
         config: Arc::clone(&config),
@@ -73,7 +77,7 @@ pub fn run(config: Config) -> Result<()> {
     let started = Instant::now();
     let limit = config.server.shutdown_timeout;
     // Closed connections already dropped their members; wait for them to commit
-    // and leave their groups while the control thread still runs them.
+    // and leave their groups while the consumer runtime still runs them.
     if !consumers.wait_until_all_left(limit) {
         tracing::warn!(
             live = consumers.live_members(),
@@ -86,6 +90,8 @@ pub fn run(config: Config) -> Result<()> {
         flush = ?started.elapsed(),
         "databus stopped"
     );
+    // Members that did not leave in time are dropped with the runtime.
+    consumer_runtime.shutdown_timeout(Duration::from_secs(1));
     control.stop();
     Ok(())
 }

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crate::kafka::consumer::{self, ConsumerService};
 use crate::kafka::producer::{ProduceError, Producers};
 use crate::kafka::slot::{ProducerSlot, SlotDelivery};
-use crate::message::{Encoding, Fetched, Record};
+use crate::message::{Fetched, Pick, Record};
 use crate::metrics::{self, Sources};
 use crate::session::backend::{Asker, Backend, JoinError, Membership, Produce, Undelivered};
 
@@ -30,7 +30,6 @@ pub struct KafkaBackend {
 impl Backend for KafkaBackend {
     type Producer = Arc<ProducerSlot>;
     type Member = consumer::Member;
-    type JoinError = rdkafka::error::KafkaError;
 
     fn producer(&self, cluster: &str) -> Option<Arc<ProducerSlot>> {
         self.producers.get(cluster, self.shard).cloned()
@@ -41,15 +40,13 @@ impl Backend for KafkaBackend {
         cluster: &str,
         group: &str,
         topic: &str,
-        color: &str,
         lag: Arc<AtomicI64>,
-    ) -> Result<consumer::Member, JoinError<Self::JoinError>> {
+    ) -> Result<consumer::Member, JoinError> {
         self.consumers
-            .join(cluster, group, topic, color, lag)
+            .join(cluster, group, topic, lag)
             .map_err(|e| match e {
                 consumer::JoinError::UnknownCluster => JoinError::UnknownCluster,
                 consumer::JoinError::Full => JoinError::Full,
-                consumer::JoinError::Kafka(e) => JoinError::Failed(e),
             })
     }
 
@@ -72,8 +69,8 @@ impl Produce for Arc<ProducerSlot> {
 }
 
 impl Membership for consumer::Member {
-    fn fetch(&self, encoding: Encoding) -> impl Future<Output = Fetched> + 'static {
-        consumer::Member::fetch(self, encoding)
+    fn fetch(&self, pick: Pick) -> impl Future<Output = Fetched> + 'static {
+        consumer::Member::fetch(self, pick)
     }
 
     fn lag(&self) -> Vec<(i32, i64)> {

@@ -865,3 +865,32 @@ fn consumer_lag_is_shown_and_matches_the_broker() {
         expected as f64
     );
 }
+
+/// The consumer is made off the shard, after AUTH: when librdkafka refuses
+/// to make it (here `group.protocol = "consumer"`, which refuses the
+/// `session.timeout.ms` the gateway sets; a producer ignores it), the first
+/// MGET says why and closes, and the member's slot is free again.
+#[test]
+fn a_consumer_kafka_refuses_to_make_answers_the_mget_with_why() {
+    let db = TestDb::new();
+    let topic = create_topic(1);
+    db.grant_topic(&topic, 3);
+    let gw = GatewayConfig {
+        cluster: "auto_offset_reset = \"earliest\"",
+        extra: "[clusters.cluster1.kafka]\n\"group.protocol\" = \"consumer\"",
+        ..GatewayConfig::new(&db)
+    }
+    .start();
+    let mut sub = gw.subscriber(&dsn(&topic, "sub"));
+    assert_eq!(
+        sub.call(&["MGET"]),
+        "-ERR kafka: Client creation error: `session.timeout.ms` is not supported for \
+         `group.protocol=consumer`. It is defined broker side\r\n"
+    );
+    sub.expect_closed();
+    // The slot goes when the member's task ends, just after it answered.
+    gw.wait_for_metric("databus_consumer_members", &[], |v| v == 0.0);
+    // The producer side of the same cluster works.
+    let mut p = gw.publisher(&dsn(&topic, "pub"));
+    assert_eq!(p.call(&["SET", "k", "v"]), "+OK\r\n");
+}

@@ -39,11 +39,10 @@ pub enum AuthOutcome {
     RateLimited,
     SubscribersFull,
     AppConnectionsFull,
-    ConsumerFailed,
 }
 
 impl AuthOutcome {
-    pub const ALL: [AuthOutcome; 15] = [
+    pub const ALL: [AuthOutcome; 14] = [
         AuthOutcome::Ok,
         AuthOutcome::Malformed,
         AuthOutcome::BadRole,
@@ -58,7 +57,6 @@ impl AuthOutcome {
         AuthOutcome::RateLimited,
         AuthOutcome::SubscribersFull,
         AuthOutcome::AppConnectionsFull,
-        AuthOutcome::ConsumerFailed,
     ];
 
     pub fn label(self) -> &'static str {
@@ -77,7 +75,6 @@ impl AuthOutcome {
             AuthOutcome::RateLimited => "rate_limited",
             AuthOutcome::SubscribersFull => "subscribers_full",
             AuthOutcome::AppConnectionsFull => "app_connections_full",
-            AuthOutcome::ConsumerFailed => "consumer_failed",
         }
     }
 }

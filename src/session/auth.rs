@@ -146,13 +146,10 @@ impl<B: Backend> Session<B> {
             }
             Role::Sub => {
                 let group = subscriber::group_name(&dsn);
-                let joined = handles.backend.join(
-                    &grant.cluster,
-                    &group,
-                    &dsn.topic,
-                    &dsn.color,
-                    self.client.lag(),
-                );
+                let joined =
+                    handles
+                        .backend
+                        .join(&grant.cluster, &group, &dsn.topic, self.client.lag());
                 let member = match joined {
                     Ok(member) => member,
                     Err(JoinError::UnknownCluster) => return unknown_cluster(&grant.cluster),
@@ -161,11 +158,6 @@ impl<B: Backend> Session<B> {
                             "subscriber refused: server.max_subscribers reached");
                         handles.stats.auth(AuthOutcome::SubscribersFull);
                         return Step::auth_failed(Reply::error(errors::MAX_SUBSCRIBERS));
-                    }
-                    Err(JoinError::Failed(e)) => {
-                        tracing::warn!(peer = %self.peer, %group, error = %e, "cannot create consumer");
-                        handles.stats.auth(AuthOutcome::ConsumerFailed);
-                        return Step::auth_failed(Reply::error(errors::kafka(&e)));
                     }
                 };
                 let subscriber = Subscriber::new(&dsn, grant.cluster, member);

@@ -11,45 +11,42 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::message::{Encoding, Fetched, Record};
+use crate::message::{Fetched, Pick, Record};
 pub use crate::metrics::info::Asker;
 
 /// Everything outside the session that its commands reach, for one shard.
 pub trait Backend {
     type Producer: Produce + Clone + 'static;
     type Member: Membership + 'static;
-    type JoinError: Display;
 
     /// The producer this shard uses for `cluster`; None when the cluster is
     /// not configured.
     fn producer(&self, cluster: &str) -> Option<Self::Producer>;
 
     /// A new member of consumer group `group` on `cluster`, subscribed to
-    /// `topic`, delivering only records of `color` (all when empty). It keeps
-    /// its total lag in `lag` (-1 while unknown).
+    /// `topic`. It keeps its total lag in `lag` (-1 while unknown).
     fn join(
         &self,
         cluster: &str,
         group: &str,
         topic: &str,
-        color: &str,
         lag: Arc<AtomicI64>,
-    ) -> Result<Self::Member, JoinError<Self::JoinError>>;
+    ) -> Result<Self::Member, JoinError>;
 
     /// The INFO text for the sections asked for, with what the asking
     /// connection may see of its own.
     fn info(&self, sections: &[Bytes], asker: &Asker) -> String;
 }
 
-/// Why a subscriber could not join its group.
+/// Why a subscriber could not join its group. A consumer Kafka's client
+/// refuses to make is not known yet at AUTH: it is made off the shard, and
+/// the first MGET answers why ([`Fetched::Failed`]).
 #[derive(Debug)]
-pub enum JoinError<E> {
+pub enum JoinError {
     /// The app's cluster is not in the configuration.
     UnknownCluster,
     /// `max_subscribers` members are live.
     Full,
-    /// The consumer could not be created.
-    Failed(E),
 }
 
 /// A cluster's producer, as a publisher uses it.
@@ -70,9 +67,10 @@ pub trait Produce {
 
 /// A subscriber's consumer-group member.
 pub trait Membership {
-    /// The next batch, asked for when the future is first polled (after any
-    /// commit sent before), not when it is made.
-    fn fetch(&self, encoding: Encoding) -> impl Future<Output = Fetched> + 'static;
+    /// The next batch of the records `pick` takes, as it encodes them; asked
+    /// for when the future is first polled (after any commit sent before),
+    /// not when it is made.
+    fn fetch(&self, pick: Pick) -> impl Future<Output = Fetched> + 'static;
 
     /// The client committed `offset` on `partition`; refused when the member
     /// never delivered that offset there.

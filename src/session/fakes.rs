@@ -18,7 +18,7 @@ use crate::auth::limiter::{FailedAuthLimiter, Prefixes};
 use crate::auth::snapshot::{AppRow, AuthRow, OP_PUBLISH, OP_SUBSCRIBE};
 use crate::auth::{AuthHub, AuthSnapshot};
 use crate::clients::Clients;
-use crate::message::{Encoding, Fetched, Record};
+use crate::message::{Consumed, Fetched, Pick, Record};
 use crate::metrics::ShardStats;
 
 /// Failed AUTHs allowed per address by [`handles`].
@@ -41,15 +41,23 @@ pub struct World {
     pub produced: Vec<Produced>,
     /// Produces never acknowledged (a broker that does not answer).
     pub broker_silent: bool,
-    /// Batches an MGET gets, in order; `Gone` once they run out.
-    pub batches: Vec<Fetched>,
-    /// (group, topic, color) of every join.
-    pub joined: Vec<(String, String, String)>,
+    /// What each MGET gets, in order; `Gone` once they run out.
+    pub batches: Vec<FakeBatch>,
+    /// (group, topic) of every join.
+    pub joined: Vec<(String, String)>,
     /// (partition, offset) of every commit.
     pub committed: Vec<(i32, i64)>,
     /// Commits the member refuses as never delivered.
     pub undelivered: Vec<(i32, i64)>,
-    pub fetch_encodings: Vec<Encoding>,
+}
+
+/// What a fake member answers an MGET with.
+pub enum FakeBatch {
+    /// Records of topic `topic1`, partition 0, offsets from 0, as (value,
+    /// color header): the MGET's pick chooses and encodes them.
+    Records(Vec<(&'static str, &'static str)>),
+    /// This answer, as it is.
+    Answer(Fetched),
 }
 
 pub type Shared = Rc<RefCell<World>>;
@@ -72,7 +80,6 @@ pub struct FakeMember {
 impl Backend for FakeBackend {
     type Producer = FakeProducer;
     type Member = FakeMember;
-    type JoinError = &'static str;
 
     fn producer(&self, cluster: &str) -> Option<FakeProducer> {
         self.clusters.contains(&cluster).then(|| FakeProducer {
@@ -86,14 +93,13 @@ impl Backend for FakeBackend {
         cluster: &str,
         group: &str,
         topic: &str,
-        color: &str,
         lag: Arc<std::sync::atomic::AtomicI64>,
-    ) -> Result<FakeMember, JoinError<&'static str>> {
+    ) -> Result<FakeMember, JoinError> {
         lag.store(7, std::sync::atomic::Ordering::Relaxed);
         if !self.clusters.contains(&cluster) {
             return Err(JoinError::UnknownCluster);
         }
-        let joined = (group.to_owned(), topic.to_owned(), color.to_owned());
+        let joined = (group.to_owned(), topic.to_owned());
         self.world.borrow_mut().joined.push(joined);
         Ok(FakeMember {
             world: Rc::clone(&self.world),
@@ -136,15 +142,24 @@ impl Produce for FakeProducer {
 }
 
 impl Membership for FakeMember {
-    fn fetch(&self, encoding: Encoding) -> impl std::future::Future<Output = Fetched> + 'static {
+    fn fetch(&self, pick: Pick) -> impl std::future::Future<Output = Fetched> + 'static {
         let world = Rc::clone(&self.world);
         async move {
             let mut world = world.borrow_mut();
-            world.fetch_encodings.push(encoding);
             if world.batches.is_empty() {
-                Fetched::Gone
-            } else {
-                world.batches.remove(0)
+                return Fetched::Gone;
+            }
+            match world.batches.remove(0) {
+                FakeBatch::Answer(answer) => answer,
+                FakeBatch::Records(records) => Fetched::Messages(
+                    records
+                        .iter()
+                        .zip(0..)
+                        .filter_map(|(&(value, color), offset)| {
+                            pick(&fake_record(value, color, offset)).map(|(encoded, _)| encoded)
+                        })
+                        .collect(),
+                ),
             }
         }
     }
@@ -233,5 +248,19 @@ pub fn handles(
             produce_timeout: Duration::from_millis(50),
             max_connection_bytes: 1 << 20,
         },
+    }
+}
+
+/// A record of [`FakeBatch::Records`].
+pub fn fake_record<'a>(value: &'a str, color: &'a str, offset: i64) -> Consumed<'a> {
+    Consumed {
+        key: None,
+        value: Some(value.as_bytes()),
+        topic: "topic1",
+        partition: 0,
+        offset,
+        timestamp_ms: Some(0),
+        metadata: None,
+        color: Some(color.as_bytes()),
     }
 }

@@ -8,11 +8,13 @@ use super::backend::{Membership, Undelivered};
 use super::Reply;
 use crate::auth::Dsn;
 use crate::errors;
-use crate::message::{Encoding, Fetched};
+use crate::message::{Encoding, Fetched, Pick};
 
 pub struct Subscriber<M> {
     pub cluster: String,
     topic: String,
+    /// The AUTH color: which records this connection gets.
+    color: Bytes,
     member: M,
 }
 
@@ -21,6 +23,7 @@ impl<M: Membership> Subscriber<M> {
         Subscriber {
             cluster,
             topic: dsn.topic.clone(),
+            color: Bytes::copy_from_slice(dsn.color.as_bytes()),
             member,
         }
     }
@@ -29,9 +32,8 @@ impl<M: Membership> Subscriber<M> {
     /// (not when the command is read): pipelined MGETs of a client that does
     /// not read its replies fetch nothing more.
     pub fn mget(&self, args: &[Bytes]) -> Reply {
-        let fetched = self
-            .member
-            .fetch(Encoding::from_arg(args.first().map(|a| a.as_ref())));
+        let encoding = Encoding::from_arg(args.first().map(|a| a.as_ref()));
+        let fetched = self.member.fetch(pick(self.color.clone(), encoding));
         let topic = self.topic.clone();
         Reply::later(async move {
             match fetched.await {
@@ -43,6 +45,7 @@ impl<M: Membership> Subscriber<M> {
                     Reply::ErrorThenClose(errors::too_many_consumers(&topic).into())
                 }
                 Fetched::Gone => Reply::ErrorThenClose(errors::SHUTTING_DOWN.into()),
+                Fetched::Failed(why) => Reply::ErrorThenClose(errors::kafka(&why).into()),
             }
         })
     }
@@ -67,6 +70,18 @@ impl<M: Membership> Subscriber<M> {
             _ => Reply::error(errors::COMMIT_PARAMS),
         }
     }
+}
+
+/// protocol.md §5: a record carrying a color goes only to the subscribers of
+/// that color (each color's group reads the whole topic), one without a color
+/// to every subscriber; the client gets it encoded as its MGET asked.
+pub fn pick(color: Bytes, encoding: Encoding) -> Pick {
+    Box::new(move |record| {
+        let for_another = record
+            .color
+            .is_some_and(|c| !c.is_empty() && c != color.as_ref());
+        (!for_another).then(|| record.encode(encoding))
+    })
 }
 
 /// The consumer group of a subscriber: `<group>`, or `<group>-<color>` so that

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::fakes::{self, app, grant, snapshot, FakeBackend, Shared, MAX_AUTH_FAILURES};
+use super::fakes::{
+    self, app, fake_record, grant, snapshot, FakeBackend, FakeBatch, Shared, MAX_AUTH_FAILURES,
+};
 use super::{Handles, Reply, Session, Step, Then};
 use crate::auth::snapshot::{OP_PUBLISH, OP_SUBSCRIBE};
 use crate::clients::Clients;
@@ -240,13 +242,14 @@ fn a_produce_the_broker_never_acknowledges_is_answered_at_produce_timeout() {
 fn a_subscriber_fetches_and_commits_through_its_member() {
     let f = Fixture::new();
     f.world.borrow_mut().batches = vec![
-        Fetched::Messages(vec![Bytes::from_static(b"m1"), Bytes::from_static(b"m2")]),
-        Fetched::TooManyConsumers,
+        FakeBatch::Records(vec![("m1", ""), ("m2", "us"), ("m3", "eu")]),
+        FakeBatch::Records(vec![("m4", "eu")]),
+        FakeBatch::Answer(Fetched::TooManyConsumers),
     ];
     let mut s = f.authenticated("app1:secret1@group1/topic=topic1&role=sub&color=eu");
     assert_eq!(
         f.world.borrow().joined,
-        [("group1-eu".into(), "topic1".into(), "eu".into())]
+        [("group1-eu".into(), "topic1".into())]
     );
     assert_eq!(call(&mut s, &["SET", "2", "41"]), "+OK\r\n");
     assert_eq!(
@@ -257,9 +260,20 @@ fn a_subscriber_fetches_and_commits_through_its_member() {
         call(&mut s, &["SET", "2", "x"]),
         "-ERR commit offset params error\r\n"
     );
+    // Colors (protocol.md §5): m1 has none, m2 is another color's.
+    let bulk = |b: Bytes| format!("${}\r\n{}\r\n", b.len(), String::from_utf8_lossy(&b));
+    let pb = |value, color, offset| {
+        fake_record(value, color, offset)
+            .encode(Encoding::Protobuf)
+            .0
+    };
     assert_eq!(
         call(&mut s, &["MGET", "pb"]),
-        "*2\r\n$2\r\nm1\r\n$2\r\nm2\r\n"
+        format!("*2\r\n{}{}", bulk(pb("m1", "", 0)), bulk(pb("m3", "eu", 2)))
+    );
+    assert_eq!(
+        call(&mut s, &["MGET"]),
+        "*1\r\n$95\r\n{\"key\":\"\",\"value\":\"m4\",\"topic\":\"topic1\",\"partition\":0,\"offset\":0,\"timestamp\":0,\"metadata\":null}\r\n"
     );
     // A member left without partitions: the error, then the connection closes
     // (the writer closes after an ErrorThenClose reply).
@@ -269,7 +283,6 @@ fn a_subscriber_fetches_and_commits_through_its_member() {
     );
     let world = f.world.borrow();
     assert_eq!(world.committed, [(2, 41)]);
-    assert_eq!(world.fetch_encodings, [Encoding::Protobuf, Encoding::Json]);
 }
 
 #[test]
